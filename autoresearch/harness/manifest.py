@@ -73,7 +73,10 @@ class Manifest:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """The manifest without its creation time: the same data prepared twice has the same identity."""
+        content = self.to_dict()
+        content.pop("created", None)
+        return json.dumps(content, sort_keys=True, separators=(",", ":"))
 
     @property
     def digest(self) -> str:
@@ -124,6 +127,13 @@ def _guess_name(directory: Path) -> str:
     return name.rsplit("-v", 1)[0] if "-v" in name else name
 
 
+def reprepare_hint(manifest: Manifest) -> str:
+    """The command that rebuilds this dataset (local datasets are named by their path)."""
+    name = manifest.source.get("path") if manifest.dataset.startswith("local") else None
+    vocab = manifest.source.get("options", {}).get("vocab", manifest.vocab_size)
+    return f"`autoresearch prepare --dataset {name or manifest.dataset} --vocab {vocab} --force`"
+
+
 def _stamp(path: Path) -> list[int]:
     st = path.stat()
     return [st.st_size, st.st_mtime_ns, st.st_ino]
@@ -156,8 +166,7 @@ def verify(directory: Path, manifest: Manifest | None = None, *, use_cache: bool
         path = directory / name
         if not path.exists():
             raise DataError(
-                f"{path} is missing from the prepared data. Delete {directory} and run "
-                f"`autoresearch prepare --dataset {manifest.dataset}` again."
+                f"{path} is missing from the prepared data. Run {reprepare_hint(manifest)}."
             )
         stamp = _stamp(path)
         if cached.get("files", {}).get(name) == stamp:
@@ -166,8 +175,7 @@ def verify(directory: Path, manifest: Manifest | None = None, *, use_cache: bool
         if sha256_file(path) != sha:
             raise DataError(
                 f"{path} does not match its checksum in the manifest: the data was modified or corrupted. "
-                f"Refusing to use it. Delete {directory} and run `autoresearch prepare --dataset "
-                f"{manifest.dataset}` again."
+                f"Refusing to use it. Run {reprepare_hint(manifest)}."
             )
         stamps[name] = stamp
     try:

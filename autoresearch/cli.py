@@ -1,0 +1,140 @@
+"""The `autoresearch` command line.
+
+Errors the user can act on (bad data, bad config, unreachable servers) are printed as one clear message
+with exit status 1; a traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from . import config as config_mod
+
+# Exceptions whose message is written for the user: print it, no traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    global _USER_ERRORS
+    if not _USER_ERRORS:
+        from .hardware import ProfileError
+        from .harness.manifest import DataError
+
+        _USER_ERRORS = (DataError, config_mod.ConfigError, ProfileError)
+    return _USER_ERRORS
+
+
+class _Group(click.Group):
+    """Turns known errors into a one-line message unless --debug is given."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            sys.exit(130)
+        except Exception as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            if isinstance(e, _user_errors()):
+                click.secho(f"error: {e}", fg="red", err=True)
+            else:
+                click.secho(f"unexpected error: {type(e).__name__}: {e}", fg="red", err=True)
+                click.echo("Run again with --debug for the full traceback.", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, prog_name="autoresearch")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Autonomous overnight ML research on one machine.
+
+    An LLM agent edits a small GPT training script; autoresearch trains it for a fixed time budget,
+    measures validation bits per byte, and keeps a change only when it is really better.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the report.")
+@click.option("--no-llm", is_flag=True, help="Do not contact the LLM server.")
+def doctor(as_json: bool, no_llm: bool) -> None:
+    """Show the detected hardware, the backend and profile a run would use, the LLM server and the datasets."""
+    from .doctor import diagnose, format_report
+
+    report = diagnose(config_mod.load(), check_llm=not no_llm)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        click.echo(format_report(report))
+
+
+@main.command()
+@click.option("--dataset", "dataset", metavar="NAME|PATH", help="stdlib, tinystories, climbmix, or a local .txt/.jsonl/.parquet file or folder. Default: the profile's.")
+@click.option("--vocab", type=int, help="Vocabulary size (256 = byte level). Default: the profile's.")
+@click.option("--force", is_flag=True, help="Prepare again even if a prepared copy exists.")
+@click.option("--max-bytes", type=int, default=None, help="Use only the first N bytes of text (a quick slice).")
+def prepare(dataset: str | None, vocab: int | None, force: bool, max_bytes: int | None) -> None:
+    """Download (if needed), tokenize and shard a dataset, with a checksummed manifest."""
+    from .hardware import detect, profile_for
+    from .harness.prepare import prepare as run_prepare
+    from .progress import TqdmProgress
+
+    settings = config_mod.load()
+    if dataset is None or vocab is None:
+        profile = profile_for(detect(), settings.profile_overrides)
+        dataset = dataset or profile.dataset
+        vocab = vocab or profile.vocab_size
+    if vocab < 256:
+        raise click.BadParameter("must be at least 256 (256 gives a byte-level tokenizer)", param_hint="--vocab")
+    prepared = run_prepare(dataset, vocab, root=settings.data_dir, progress=TqdmProgress(), force=force, max_bytes=max_bytes)
+    m = prepared.manifest
+    click.echo(f"Prepared {m.dataset} (vocab {m.vocab_size}) in {prepared.directory}")
+    for split in m.splits:
+        docs = sum(s.docs for s in m.splits[split])
+        click.echo(f"  {split:<5} {docs:>9,} documents  {m.split_tokens(split):>12,} tokens  {len(m.splits[split])} shard(s)")
+    stats = m.stats
+    if "bytes_per_token" in stats:
+        click.echo(f"  {stats['bytes_per_token']:.2f} bytes/token", nl=False)
+        if "unigram_bpb" in stats:
+            click.echo(f", unigram baseline {stats['unigram_bpb']:.3f} bits/byte", nl=False)
+        click.echo("")
+    click.echo(f"  manifest {m.digest[:16]}")
+
+
+@main.command()
+@click.option("--dataset", metavar="NAME|PATH", help="Prepared dataset to train on. Default: the profile's.")
+@click.option("--vocab", type=int, help="Vocabulary of the prepared data. Default: the profile's.")
+@click.option("--budget", type=float, help="Training seconds. Default: the profile's.")
+@click.option("--backend", type=click.Choice(["torch", "mlx"]), help="Default: the profile's.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training script. Default: the backend's template.")
+def train(dataset: str | None, vocab: int | None, budget: float | None, backend: str | None, seed: int, script: Path | None) -> None:
+    """Train a script once with the harness (no agent) and print its summary: a baseline, a smoke test."""
+    from .training import train_once
+
+    result = train_once(dataset=dataset, vocab=vocab, budget=budget, backend=backend, seed=seed, script=script,
+                        on_line=click.echo)
+    if result.status == "ok":
+        click.secho(f"ok: val_bpb {result.val_bpb:.6f} in {result.wall_seconds:.0f}s (log: {result.log_path})", fg="green")
+    else:
+        click.secho(f"{result.status}: {result.reason}", fg="red", err=True)
+        click.echo(f"log: {result.log_path}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

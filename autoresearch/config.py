@@ -1,0 +1,79 @@
+"""User settings: a TOML file in the XDG config directory, overridden by environment, then by flags.
+
+``~/.config/autoresearch/config.toml`` (see ``paths.config_dir``)::
+
+    [llm]
+    ollama_host = "http://127.0.0.1:11434"   # or OLLAMA_HOST
+    [paths]
+    runs_dir = "~/autoresearch-runs"
+    data_dir = "~/.cache/autoresearch/data"
+    [profile]                                 # any field of hardware.Profile, e.g.
+    time_budget = 300
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Settings:
+    ollama_host: str = DEFAULT_OLLAMA_HOST
+    runs_dir: Path = field(default_factory=lambda: Path("runs"))
+    data_dir: Path = field(default_factory=paths.data_root)
+    profile_overrides: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None  # the config file read, if any
+
+
+def _normalise_host(host: str) -> str:
+    host = host.strip().rstrip("/")
+    if "://" not in host:
+        host = "http://" + host
+    # OLLAMA_HOST may be given as 0.0.0.0 (the server's bind address); a client must talk to localhost
+    host = host.replace("//0.0.0.0", "//127.0.0.1")
+    if host.count(":") == 1:  # no port given
+        host += ":11434"
+    return host
+
+
+def config_path() -> Path:
+    return paths.config_dir() / "config.toml"
+
+
+def load(path: Path | None = None) -> Settings:
+    path = path or config_path()
+    raw: dict[str, Any] = {}
+    settings = Settings()
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is not valid TOML ({e}); fix or delete it") from e
+        settings.source = path
+    llm = raw.get("llm", {})
+    dirs = raw.get("paths", {})
+    if "ollama_host" in llm:
+        settings.ollama_host = str(llm["ollama_host"])
+    if "runs_dir" in dirs:
+        settings.runs_dir = Path(dirs["runs_dir"]).expanduser()
+    if "data_dir" in dirs:
+        settings.data_dir = Path(dirs["data_dir"]).expanduser()
+    settings.profile_overrides = dict(raw.get("profile", {}))
+    if os.environ.get("OLLAMA_HOST"):
+        settings.ollama_host = os.environ["OLLAMA_HOST"]
+    if os.environ.get("AUTORESEARCH_RUNS_DIR"):
+        settings.runs_dir = Path(os.environ["AUTORESEARCH_RUNS_DIR"]).expanduser()
+    settings.ollama_host = _normalise_host(settings.ollama_host)
+    return settings
