@@ -1,1 +1,107 @@
-"""Placeholder package; filled by later issues."""
+"""Training backends: where each backend's template script is, and how to launch a training script.
+
+Both backends launch the same way (a Python subprocess running the script, with the run's harness
+config); they differ in their template and in what must be installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..hardware import Profile
+from ..harness.manifest import Manifest
+from ..harness.session import HARNESS_ENV, METRICS_ENV, SEED_ENV, HarnessConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = {"torch": "train_torch.py", "mlx": "train_mlx.py"}
+
+# Environment variables never passed to a training script (it is LLM-written code): anything that looks
+# like a credential, plus the LLM providers' own settings.
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
+_PROVIDER_PREFIXES = ("OPENAI_", "ANTHROPIC_", "OLLAMA_", "HF_", "HUGGING_FACE_", "AWS_", "GOOGLE_", "AZURE_")
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str  # the Python module that must be importable
+
+    @property
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+    def template(self) -> Path:
+        path = REPO_ROOT / TEMPLATES[self.name]
+        if not path.exists():
+            raise BackendError(f"the {self.name} training template {path} is missing: reinstall autoresearch from a checkout")
+        return path
+
+
+BACKENDS = {"torch": Backend("torch", "torch"), "mlx": Backend("mlx", "mlx")}
+
+
+def get_backend(name: str) -> Backend:
+    try:
+        backend = BACKENDS[name]
+    except KeyError:
+        raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}") from None
+    if not backend.available:
+        hint = "pip install mlx (Apple Silicon) or pip install 'autoresearch[cpu]' (Linux)" if name == "mlx" else "pip install torch"
+        raise BackendError(f"the {name} backend is not installed: {hint}")
+    return backend
+
+
+def harness_config(profile: Profile, data_dir: Path, manifest: Manifest, *, seed: int = 0) -> HarnessConfig:
+    """The fixed settings a training script gets from the harness, from a profile and prepared data."""
+    if manifest.vocab_size != profile.vocab_size and not (profile.vocab_size == 256 and manifest.vocab_size == 257):
+        raise BackendError(
+            f"the prepared data has vocab {manifest.vocab_size} but the profile asks for {profile.vocab_size}: "
+            f"prepare it with `--vocab {profile.vocab_size}` or pass the matching --vocab"
+        )
+    return HarnessConfig(
+        data_dir=str(data_dir),
+        seq_len=profile.seq_len,
+        vocab_size=manifest.vocab_size,
+        time_budget=profile.time_budget,
+        eval_tokens=profile.eval_tokens,
+        device=profile.device,
+        dtype=profile.dtype,
+        compile=profile.compile,
+        seed=seed,
+        backend=profile.backend,
+        eval_batch_size=profile.device_batch_size,
+        uncounted_steps=10 if profile.compile else 1,
+        peak_flops=profile.peak_flops,
+        extra={"profile": profile.name, "manifest_digest": manifest.digest},
+    )
+
+
+def training_env(harness_json: Path, metrics_json: Path, seed: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a training subprocess: no credentials, the harness paths, unbuffered output."""
+    env = {
+        k: v
+        for k, v in (os.environ if base is None else base).items()
+        if not _SECRET.search(k) and not k.startswith(_PROVIDER_PREFIXES)
+    }
+    env[HARNESS_ENV] = str(harness_json)
+    env[METRICS_ENV] = str(metrics_json)
+    env.pop(SEED_ENV, None)
+    if seed is not None:
+        env[SEED_ENV] = str(seed)
+    env["PYTHONUNBUFFERED"] = "1"
+    # the script imports autoresearch.harness: make sure this checkout is importable from anywhere
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def python_executable() -> str:
+    return sys.executable

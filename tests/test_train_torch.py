@@ -1,0 +1,87 @@
+"""train_torch.py for real on the CPU: it trains, the harness scores it, and bad scripts are caught."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from autoresearch.backends import REPO_ROOT, training_env
+from autoresearch.engine.runner import Runner, RunResult
+from autoresearch.harness.prepare import Prepared
+from autoresearch.harness.session import HarnessConfig
+
+TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
+
+
+def _run(tmp_path: Path, data: Prepared, source: str = TEMPLATE, *, budget: float = 8.0, max_steps: int | None = None,
+         seed: int = 0, name: str = "run") -> RunResult:
+    work = tmp_path / name
+    (work / ".autoresearch").mkdir(parents=True)
+    (work / "train.py").write_text(source)
+    cfg = HarnessConfig(data_dir=str(data.directory), seq_len=128, vocab_size=data.manifest.vocab_size,
+                        time_budget=budget, eval_tokens=2**14, device="cpu", seed=seed, max_steps=max_steps,
+                        eval_batch_size=16, progress_interval=1.0)
+    cfg.write(work / ".autoresearch" / "harness.json")
+    metrics = work / ".autoresearch" / "metrics.json"
+    return Runner().run(["python", "train.py"], cwd=work, env=training_env(work / ".autoresearch" / "harness.json", metrics),
+                        log_path=work / "train.log", metrics_path=metrics, deadline_seconds=budget + 120)
+
+
+def _with(source: str, **knobs: object) -> str:
+    for name, value in knobs.items():
+        source, n = re.subn(rf"^{name} = .*$", f"{name} = {value!r}", source, count=1, flags=re.M)
+        assert n == 1, name
+    return source
+
+
+def test_trains_below_the_unigram_baseline(tmp_path: Path, stdlib_small: Prepared) -> None:
+    result = _run(tmp_path, stdlib_small, budget=10.0)
+    assert result.status == "ok", result.tail
+    log = result.log_path.read_text()
+    summary = log.split("\n---\n", 1)[1]
+    keys = [line.split(":")[0] for line in summary.splitlines() if ":" in line]
+    for key in ("val_bpb", "training_seconds", "total_seconds", "peak_memory_mb", "total_tokens_M", "num_steps",
+                "num_params_M", "depth", "backend", "device"):
+        assert key in keys, key
+    m = result.metrics
+    unigram = stdlib_small.manifest.stats["unigram_bpb"]
+    assert m["val_bpb"] < unigram - 0.3, (m["val_bpb"], unigram)
+    assert 10.0 <= m["training_seconds"] < 13.0
+    assert m["num_steps"] > 10 and m["total_tokens"] > 0
+    assert "mfu_percent" not in m  # no known peak on a CPU
+    assert m["causality_max_diff"] is not None and m["causality_max_diff"] < 1e-3
+
+
+def test_same_seed_same_result(tmp_path: Path, stdlib_small: Prepared) -> None:
+    a = _run(tmp_path, stdlib_small, max_steps=12, budget=120, name="a")
+    b = _run(tmp_path, stdlib_small, max_steps=12, budget=120, name="b")
+    c = _run(tmp_path, stdlib_small, max_steps=12, budget=120, seed=1, name="c")
+    assert a.status == b.status == c.status == "ok", a.tail + b.tail + c.tail
+    assert a.metrics["num_steps"] == b.metrics["num_steps"] == 12
+    assert a.val_bpb == b.val_bpb
+    assert a.val_bpb != c.val_bpb
+
+
+def test_a_model_that_sees_the_future_is_invalid(tmp_path: Path, stdlib_small: Prepared) -> None:
+    leaky = TEMPLATE.replace("is_causal=True", "is_causal=False")
+    assert leaky != TEMPLATE
+    result = _run(tmp_path, stdlib_small, leaky, max_steps=5, budget=60)
+    assert result.status == "invalid", result.tail
+    assert "sees the future" in result.reason
+
+
+def test_nan_learning_rate_fails_fast(tmp_path: Path, stdlib_small: Prepared) -> None:
+    result = _run(tmp_path, stdlib_small, _with(TEMPLATE, LOGIT_SOFTCAP=0.0, UNEMBED_LR=1e4), budget=30)
+    assert result.status == "nan", result.tail
+    assert result.metrics["num_steps"] <= 5
+    assert result.wall_seconds < 20
+
+
+def test_training_outside_the_harness_clock_is_invalid(tmp_path: Path, stdlib_small: Prepared) -> None:
+    # a script that keeps training after keep_training() said stop
+    cheat = TEMPLATE.replace("H.finish(model,", "import time\ntime.sleep(H.time_budget * 1.2 + 6)\nH.finish(model,")
+    result = _run(tmp_path, stdlib_small, cheat, budget=4)
+    assert result.status == "invalid", result.tail
+    assert "outside keep_training" in result.reason
