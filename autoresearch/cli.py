@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,14 @@ _USER_ERRORS: tuple[type[BaseException], ...] = ()
 def _user_errors() -> tuple[type[BaseException], ...]:
     global _USER_ERRORS
     if not _USER_ERRORS:
+        from .agent.base import AgentError
+        from .backends import BackendError
+        from .engine.control import ControlError
+        from .engine.rundir import RunError
         from .hardware import ProfileError
         from .harness.manifest import DataError
 
-        _USER_ERRORS = (DataError, config_mod.ConfigError, ProfileError)
+        _USER_ERRORS = (DataError, config_mod.ConfigError, ProfileError, RunError, AgentError, BackendError, ControlError)
     return _USER_ERRORS
 
 
@@ -134,6 +139,103 @@ def train(dataset: str | None, vocab: int | None, budget: float | None, backend:
         click.secho(f"{result.status}: {result.reason}", fg="red", err=True)
         click.echo(f"log: {result.log_path}", err=True)
         sys.exit(1)
+
+
+def _stamp(line: str) -> None:
+    click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}")
+
+
+@main.command()
+@click.option("--headless", is_flag=True, help="Plain timestamped log lines (no TUI): for tmux, nohup, systemd, SSH.")
+@click.option("--tag", help="Run name under the runs directory: resumes it if it exists. Default: a new run named by date.")
+@click.option("--dataset", metavar="NAME|PATH", help="Prepared dataset. Default: the profile's.")
+@click.option("--backend", type=click.Choice(["torch", "mlx"]), help="Default: the profile's.")
+@click.option("--budget", type=float, help="Training seconds per experiment. Default: the profile's.")
+@click.option("--agent", "agent_spec", metavar="SPEC", help="The researcher (plugin:package.module:factory). Not needed with --max-experiments 1.")
+@click.option("--max-experiments", type=int, help="Stop after N experiments (the baseline is the first).")
+@click.option("--policy", type=click.Choice(["noise", "greedy"]), default="noise", show_default=True,
+              help="noise: keep only improvements clearly above the measured noise; greedy: upstream's rule.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where runs live. Default: ./runs or the config's.")
+def run(headless: bool, tag: str | None, dataset: str | None, backend: str | None, budget: float | None,
+        agent_spec: str | None, max_experiments: int | None, policy: str, runs_dir: Path | None) -> None:
+    """Create or resume a run and research until stopped (Ctrl-C stops after the current experiment)."""
+    from .agent.base import load_agent
+    from .engine.create import open_or_create
+    from .engine.loop import Engine, EngineOptions, install_signal_handlers
+
+    if not headless:
+        raise click.UsageError("the terminal UI is not built yet: use `autoresearch run --headless`")
+    settings = config_mod.load()
+    runs = runs_dir or settings.runs_dir
+    run_dir, created = open_or_create(runs, tag, dataset=dataset, backend=backend, budget=budget, agent=agent_spec,
+                                      policy=policy, profile_overrides=settings.profile_overrides,
+                                      data_root=settings.data_dir)
+    cfg = run_dir.config()
+    spec = agent_spec or cfg.get("agent")
+    agent = load_agent(spec) if spec else None
+    _stamp(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
+    prof = cfg["profile"]
+    _stamp(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
+           f"{prof.get('time_budget', 0):.0f}s per experiment, data {cfg.get('dataset')}, policy {cfg.get('policy')}")
+    engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"]), log=_stamp)
+    install_signal_handlers(engine, headless=True, log=_stamp)
+    engine.run()
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the run and its experiments.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def status(run_ref: str | None, as_json: bool, runs_dir: Path | None) -> None:
+    """The results table of a run (default: the most recent)."""
+    from .engine.status import format_status, run_status
+
+    run_dir = _resolve(run_ref, runs_dir)
+    report = run_status(run_dir)
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else format_status(report))
+
+
+def _resolve(run_ref: str | None, runs_dir: Path | None):  # type: ignore[no-untyped-def]
+    from .engine.rundir import resolve_run
+
+    return resolve_run(run_ref, runs_dir or config_mod.load().runs_dir)
+
+
+def _control_command(name: str, command: str, doc: str) -> None:
+    @main.command(name=name, help=doc)
+    @click.argument("run_ref", metavar="[RUN]", required=False)
+    @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+    def _cmd(run_ref: str | None, runs_dir: Path | None) -> None:
+        from .engine import control
+        from .engine.rundir import RunLock
+
+        run_dir = _resolve(run_ref, runs_dir)
+        control.send(run_dir.state, command)
+        alive = RunLock(run_dir).is_held()
+        note = "" if alive else " (no engine is running it now: it applies when the run is resumed)"
+        click.echo(f"{command} sent to {run_dir.tag}{note}")
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--now", is_flag=True, help="Stop now: the current experiment is recorded as interrupted and reverted.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def stop(run_ref: str | None, now: bool, runs_dir: Path | None) -> None:
+    """Stop a run after the current experiment (or --now)."""
+    from .engine import control
+    from .engine.rundir import RunLock
+
+    run_dir = _resolve(run_ref, runs_dir)
+    if not RunLock(run_dir).is_held():
+        click.echo(f"{run_dir.tag} is not running")
+        return
+    control.send(run_dir.state, "stop-now" if now else "stop")
+    click.echo(f"{run_dir.tag} will stop {'now' if now else 'after the current experiment'}")
+
+
+_control_command("pause", "pause", "Pause a run after the current experiment.")
+_control_command("resume", "resume", "Resume a paused run.")
+_control_command("skip", "skip", "Abandon the current experiment (recorded as interrupted) and go on.")
 
 
 if __name__ == "__main__":  # pragma: no cover

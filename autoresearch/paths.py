@@ -6,14 +6,24 @@ import os
 from pathlib import Path
 
 
-def cache_dir() -> Path:
-    """Root of cached data: $AUTORESEARCH_CACHE, else $XDG_CACHE_HOME/autoresearch, else ~/.cache/autoresearch."""
-    explicit = os.environ.get("AUTORESEARCH_CACHE")
+def _xdg(explicit_var: str, xdg_var: str, fallback: str) -> Path:
+    """$explicit_var, else $xdg_var/autoresearch, else ~/fallback/autoresearch."""
+    explicit = os.environ.get(explicit_var)
     if explicit:
         return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    xdg = os.environ.get(xdg_var)
+    base = Path(xdg).expanduser() if xdg else Path.home() / fallback
     return base / "autoresearch"
+
+
+def cache_dir() -> Path:
+    """Root of cached data: $AUTORESEARCH_CACHE, else $XDG_CACHE_HOME/autoresearch, else ~/.cache/autoresearch."""
+    return _xdg("AUTORESEARCH_CACHE", "XDG_CACHE_HOME", ".cache")
+
+
+def config_dir() -> Path:
+    """User configuration: $AUTORESEARCH_CONFIG_DIR, else $XDG_CONFIG_HOME/autoresearch, else ~/.config/autoresearch."""
+    return _xdg("AUTORESEARCH_CONFIG_DIR", "XDG_CONFIG_HOME", ".config")
 
 
 def data_root() -> Path:
@@ -24,13 +34,3 @@ def data_root() -> Path:
 def downloads_root() -> Path:
     """Raw downloads (resumable) live under <cache>/downloads/<dataset>/."""
     return cache_dir() / "downloads"
-
-
-def config_dir() -> Path:
-    """User configuration: $AUTORESEARCH_CONFIG_DIR, else $XDG_CONFIG_HOME/autoresearch, else ~/.config/autoresearch."""
-    explicit = os.environ.get("AUTORESEARCH_CONFIG_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".config"
-    return base / "autoresearch"

@@ -57,7 +57,7 @@ def train_once(
     return Runner().run(
         [python_executable(), "train.py"],
         cwd=work,
-        env=training_env(harness_json, metrics, seed),
+        env=training_env(harness_json, metrics, seed, backend=profile.backend),
         log_path=work / ".autoresearch" / "train.log",
         metrics_path=metrics,
         deadline_seconds=deadline_for(profile),

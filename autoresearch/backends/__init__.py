@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..hardware import Profile
 from ..harness.manifest import Manifest
-from ..harness.session import HARNESS_ENV, METRICS_ENV, SEED_ENV, HarnessConfig
+from ..harness.session import HARNESS_ENV, METRICS_ENV, SEED_ENV, TEST_METRICS_ENV, HarnessConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {"torch": "train_torch.py", "mlx": "train_mlx.py"}
@@ -81,11 +81,35 @@ def harness_config(profile: Profile, data_dir: Path, manifest: Manifest, *, seed
         eval_batch_size=profile.device_batch_size,
         uncounted_steps=10 if profile.compile else 1,
         peak_flops=profile.peak_flops,
+        test_tokens=test_tokens_available(data_dir, profile.seq_len, profile.eval_tokens),
         extra={"profile": profile.name, "manifest_digest": manifest.digest},
     )
 
 
-def training_env(harness_json: Path, metrics_json: Path, seed: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
+def test_tokens_available(data_dir: Path, seq_len: int, wanted: int) -> int:
+    """Tokens of the test split to score (at most ``wanted``), in whole rows; 0 when there is no test split."""
+    from ..harness.loader import TokenBatches
+
+    try:
+        rows = TokenBatches(data_dir, "test", 1, seq_len, verify=False).count_rows(wanted // seq_len)
+    except Exception:
+        return 0
+    return rows * seq_len
+
+
+# mlx[cpu] wheels for Linux bundle the reference BLAS (about 6 GFLOP/s); libmlx resolves cblas_sgemm
+# dynamically, so a system OpenBLAS preloaded into the training process makes its matmuls ~7x faster.
+_OPENBLAS = ("/usr/lib/x86_64-linux-gnu/libopenblas.so.0", "/usr/lib/aarch64-linux-gnu/libopenblas.so.0")
+
+
+def mlx_blas_preload() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    return next((p for p in _OPENBLAS if os.path.exists(p)), None)
+
+
+def training_env(harness_json: Path, metrics_json: Path, seed: int | None = None, base: dict[str, str] | None = None,
+                 test_metrics_json: Path | None = None, backend: str | None = None) -> dict[str, str]:
     """The environment of a training subprocess: no credentials, the harness paths, unbuffered output."""
     env = {
         k: v
@@ -95,9 +119,15 @@ def training_env(harness_json: Path, metrics_json: Path, seed: int | None = None
     env[HARNESS_ENV] = str(harness_json)
     env[METRICS_ENV] = str(metrics_json)
     env.pop(SEED_ENV, None)
+    env.pop(TEST_METRICS_ENV, None)
+    if test_metrics_json is not None:
+        env[TEST_METRICS_ENV] = str(test_metrics_json)
     if seed is not None:
         env[SEED_ENV] = str(seed)
     env["PYTHONUNBUFFERED"] = "1"
+    blas = mlx_blas_preload() if backend == "mlx" else None
+    if blas and "LD_PRELOAD" not in env:
+        env["LD_PRELOAD"] = blas
     # the script imports autoresearch.harness: make sure this checkout is importable from anywhere
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env

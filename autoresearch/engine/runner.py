@@ -73,6 +73,20 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
             pass
 
 
+def kill_orphan(pid_file: Path) -> bool:
+    """Kill a training left running by an engine that died (kill -9): True when one was found."""
+    try:
+        info = json.loads(pid_file.read_text())
+        proc = psutil.Process(int(info["pid"]))
+        alive = abs(proc.create_time() - float(info["create_time"])) < 1.0
+    except (OSError, ValueError, KeyError, psutil.Error):
+        alive = False
+    if alive:
+        kill_tree(int(info["pid"]))
+    pid_file.unlink(missing_ok=True)
+    return alive
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         with open(path, "rb") as f:
@@ -108,6 +122,7 @@ class Runner:
         deadline_seconds: float,
         on_line: Callable[[str], None] | None = None,
         poll_interval: float = 0.2,
+        pid_file: Path | None = None,
     ) -> RunResult:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         metrics_path.unlink(missing_ok=True)
@@ -121,6 +136,8 @@ class Runner:
             reader = threading.Thread(target=self._pump, args=(proc, log, on_line), daemon=True)
             reader.start()
             ps = psutil.Process(proc.pid)
+            if pid_file is not None:
+                pid_file.write_text(json.dumps({"pid": proc.pid, "create_time": ps.create_time()}))
             timed_out = False
             while proc.poll() is None:
                 peak = max(peak, _tree_rss(ps))
@@ -135,6 +152,8 @@ class Runner:
             proc.wait()
             kill_tree(proc.pid)  # leftovers in the group (a script that forked) go too
             reader.join(timeout=5)
+            if pid_file is not None:
+                pid_file.unlink(missing_ok=True)
         wall = time.monotonic() - started
         result = RunResult(status="crash", returncode=proc.returncode, wall_seconds=wall,
                            peak_memory_mb=peak / 2**20, log_path=log_path, tail=_tail(log_path))

@@ -2,7 +2,10 @@
 
 Train scripts use only these names::
 
-    from autoresearch.harness.mlx import batches, evaluate_bpb, check_causality
+    import autoresearch.harness.mlx as harness
+    H = harness.start()                      # an MLXSession: batches, clock, evaluation (see harness.session)
+
+    from autoresearch.harness.mlx import batches, evaluate_bpb, check_causality   # the building blocks
 
 Batches are ``mx.array`` int32 pairs (MLX's default integer type; embeddings and cross entropy take it).
 ``model`` is an ``mlx.nn.Module`` or any callable returning logits of shape (B, T, V >= vocab_size).
@@ -29,15 +32,19 @@ except ImportError as e:  # only this module needs mlx; the rest of the harness 
 from autoresearch.harness.bpb import LogitsError, bits_per_byte, logits_problem, open_eval, positions_per_chunk
 from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows
 from autoresearch.harness.loader import DataError, LoaderStats, TokenBatches
+from autoresearch.harness.session import HarnessConfig, HarnessError, Session
 
 __all__ = [
     "CausalityResult",
     "DataError",
+    "HarnessError",
     "LogitsError",
     "MLXBatches",
+    "MLXSession",
     "batches",
     "check_causality",
     "evaluate_bpb",
+    "start",
 ]
 
 Model = Callable[[Any], Any]
@@ -97,6 +104,8 @@ class _EvalMode:
 
 def _logits(model: Model, x: mx.array, vocab_size: int) -> mx.array:
     out = model(x)
+    if isinstance(out, mx.array) and type(out) is not mx.array:  # a subclass could fake what the harness reads
+        raise LogitsError(f"the model returned a {type(out).__name__}; the harness accepts only a plain mx.array of logits")
     shape = tuple(out.shape) if isinstance(out, mx.array) else None
     problem = logits_problem(out, shape, x.shape[0], x.shape[1], vocab_size)
     if problem:
@@ -196,3 +205,85 @@ def check_causality(
                     return judge.result()
     assert judge is not None
     return judge.result()
+
+
+# -- the training session -----------------------------------------------------------------------------------
+_DEVICES = {"gpu": "gpu", "metal": "gpu", "cpu": "cpu"}
+
+
+def _select_device(wanted: str) -> Any:
+    """Make ``wanted`` ("gpu" or "cpu") MLX's default device; HarnessError when it cannot be used here."""
+    kind = _DEVICES.get(str(wanted).lower())
+    if kind is None:
+        raise HarnessError(f"unknown MLX device {wanted!r} in the harness config; use \"gpu\" or \"cpu\"")
+    device = mx.gpu if kind == "gpu" else mx.cpu
+    is_available = getattr(mx, "is_available", None)
+    if kind == "gpu" and is_available is not None and not is_available(device):
+        raise HarnessError(
+            "this run was created for the MLX GPU (Metal) but this MLX has no GPU backend here "
+            "(on Linux, mlx[cpu] runs on the CPU only): create the run again with device \"cpu\""
+        )
+    try:
+        mx.set_default_device(device)
+    except (ValueError, RuntimeError) as e:
+        raise HarnessError(f"MLX cannot use the {kind} device here: {e}") from e
+    return mx.default_device()
+
+
+def _peak_memory_bytes() -> int:
+    """MLX's own peak allocation, whichever name this MLX version gives it (0 when unknown)."""
+    for owner in (mx, getattr(mx, "metal", None)):
+        fn = getattr(owner, "get_peak_memory", None)
+        if fn is not None:
+            try:
+                return int(fn())
+            except Exception:  # e.g. mx.metal on a machine without Metal
+                continue
+    return 0
+
+
+class MLXSession(Session):
+    """The harness side of an MLX training run (see ``harness.session`` for the protocol)."""
+
+    backend = "mlx"
+
+    def __init__(self, config: HarnessConfig) -> None:
+        super().__init__(config)
+        self.device = _select_device(config.device)
+        mx.random.seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+
+    def train_batches(self, batch_size: int) -> Iterator[tuple[mx.array, mx.array]]:
+        """(inputs, targets) int32 ``mx.array`` pairs of shape (batch_size, seq_len), counted by the harness."""
+        for rows, _ in self._numpy_batches(batch_size, raw_rows=True):
+            yield _rows_to_arrays(rows)
+
+    def synchronize(self) -> None:
+        sync = getattr(mx, "synchronize", None)
+        if sync is not None:
+            sync()
+
+    def peak_memory_mb(self) -> float:
+        peak = _peak_memory_bytes()
+        return peak / 2**20 if peak > 0 else super().peak_memory_mb()
+
+    def _evaluate(self, model: Any, split: str, tokens: int, batch_size: int) -> float:
+        return evaluate_bpb(model, self.config.data_dir, seq_len=self.seq_len, eval_tokens=tokens,
+                            batch_size=batch_size, split=split)
+
+    def _causality(self, model: Any, batch_size: int) -> CausalityResult:
+        return check_causality(model, self.vocab_size, self.seq_len, trials=1, batch_size=min(batch_size, 2),
+                               seed=self.seed)
+
+    def _count_params(self, model: Any) -> int:
+        parameters = getattr(model, "parameters", None)
+        if not callable(parameters):
+            return 0
+        from mlx.utils import tree_flatten
+
+        return sum(int(v.size) for _, v in tree_flatten(parameters()) if isinstance(v, mx.array))
+
+
+def start(config_path: str | Path | None = None) -> MLXSession:
+    """Begin a training session with the run's harness config (see ``harness.session``)."""
+    return MLXSession(HarnessConfig.load(config_path))

@@ -13,7 +13,8 @@ minus the first ``uncounted_steps`` that absorb compilation), the token count (t
 ``train_batches``), the evaluation (fixed tokens of the val split at a fixed sequence length), the
 causality check, and the metrics file (JSON, written atomically to the path the engine passes in
 ``AUTORESEARCH_METRICS``). A script that trains outside ``keep_training`` is caught by the wall-clock
-cross-check in ``finish`` and reported invalid.
+cross-check in ``finish`` (time between the first batch and finish() that no step accounts for) and is
+reported invalid.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Iterator
 HARNESS_ENV = "AUTORESEARCH_HARNESS"  # path of the run's harness.json
 METRICS_ENV = "AUTORESEARCH_METRICS"  # where this experiment's metrics go
 SEED_ENV = "AUTORESEARCH_SEED"  # the engine sets another seed for confirmation runs
+TEST_METRICS_ENV = "AUTORESEARCH_TEST_METRICS"  # held-out test score: the engine's eyes only
 DEFAULT_CONFIG = Path(".autoresearch") / "harness.json"
 LOSS_LIMIT = 100.0  # a cross-entropy above this (or non-finite) means the run diverged
 
@@ -38,7 +40,7 @@ class HarnessError(RuntimeError):
     """The harness cannot run: missing config or data. The message says what to do."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class HarnessConfig:
     """Fixed per run; written by the engine when the run is created, never by the agent."""
 
@@ -55,9 +57,10 @@ class HarnessConfig:
     eval_batch_size: int = 0  # 0: use the training device batch size (no recompilation for a new shape)
     uncounted_steps: int = 1  # first steps whose time is not counted (compilation, allocator warm-up)
     peak_flops: float | None = None
-    budget_slack: float = 0.05  # wall-clock cross-check tolerance, fraction of the budget (plus 5 s)
+    budget_slack: float = 0.05  # time allowed outside the step clock, fraction of the budget (at least 5 s)
     progress_interval: float = 5.0  # seconds between progress lines
     max_steps: int | None = None  # stop after this many steps too (reproducible runs; tests)
+    test_tokens: int = 0  # tokens of the held-out test split scored after val (0: not scored)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
@@ -76,10 +79,10 @@ class HarnessConfig:
             )
         raw = json.loads(path.read_text())
         known = set(cls.__dataclass_fields__)
-        cfg = cls(**{k: v for k, v in raw.items() if k in known})
+        values = {k: v for k, v in raw.items() if k in known}
         if os.environ.get(SEED_ENV):
-            cfg.seed = int(os.environ[SEED_ENV])
-        return cfg
+            values["seed"] = int(os.environ[SEED_ENV])
+        return cls(**values)
 
 
 class NonFiniteLoss(Exception):
@@ -102,6 +105,7 @@ class Session:
         self.steps = 0  # completed optimizer steps
         self.training_seconds = 0.0  # counted
         self.uncounted_seconds = 0.0
+        self._tokens_uncounted = 0  # tokens handed out by the end of the uncounted steps
         self._t_first_batch: float | None = None
         self._t_last: float | None = None
         self._t_progress = 0.0
@@ -164,6 +168,7 @@ class Session:
             self.steps += 1
             if self.steps <= self.config.uncounted_steps:
                 self.uncounted_seconds += dt
+                self._tokens_uncounted = self.tokens
             else:
                 self.training_seconds += dt
             self._maybe_log(now)
@@ -180,11 +185,18 @@ class Session:
             self._fail("nan", f"training loss is {value} at step {self.steps}: the run diverged")
         return value
 
+    @property
+    def tokens_per_second(self) -> float:
+        """Throughput over the counted steps (compilation and warm-up excluded)."""
+        if self.training_seconds <= 0:
+            return self.tokens / max(1e-9, self.uncounted_seconds)
+        return (self.tokens - self._tokens_uncounted) / self.training_seconds
+
     def _maybe_log(self, now: float) -> None:
         if now - self._t_progress < self.config.progress_interval:
             return
         self._t_progress = now
-        tps = self.tokens / max(1e-9, self.training_seconds + self.uncounted_seconds)
+        tps = self.tokens_per_second
         loss = f"{self._last_loss:.4f}" if self._last_loss is not None else "-"
         print(
             f"step {self.steps:05d} | {100 * self.progress:5.1f}% | loss {loss} | {tps:,.0f} tok/s | "
@@ -237,11 +249,12 @@ class Session:
         batch = eval_batch_size or self.config.eval_batch_size or getattr(self, "_train_batch_size", 8)
         status, reason = "ok", ""
         wall = (t_end_train - self._t_first_batch) if self._t_first_batch is not None else 0.0
-        limit = self.time_budget * (1 + self.config.budget_slack) + 5.0
-        if wall - self.uncounted_seconds > limit:
+        untracked = wall - self.training_seconds - self.uncounted_seconds
+        allowed = max(5.0, self.time_budget * self.config.budget_slack)
+        if untracked > allowed:
             status, reason = "invalid", (
-                f"training ran {wall - self.uncounted_seconds:.1f}s of wall time after the first batch, over the "
-                f"{self.time_budget:.0f}s budget (did the script train outside keep_training()?)"
+                f"{untracked:.1f}s passed between the first batch and finish() outside the harness's step clock "
+                f"(allowed {allowed:.0f}s): did the script train outside keep_training()?"
             )
         causal = self._causality(model, batch)
         if not causal.ok:
@@ -253,7 +266,7 @@ class Session:
             status, reason = "nan", "the model's evaluation gave a non-finite val_bpb"
         n_params = self._count_params(model)
         metrics = self._base_metrics(status)
-        tps = self.tokens / max(1e-9, self.training_seconds + self.uncounted_seconds)
+        tps = self.tokens_per_second
         metrics.update(
             val_bpb=val_bpb if math.isfinite(val_bpb) else None,
             reason=reason,
@@ -268,9 +281,22 @@ class Session:
         if flops_per_token and self.config.peak_flops:
             metrics["mfu_percent"] = round(100 * flops_per_token * tps / self.config.peak_flops, 2)
         self._write_metrics(metrics)
+        self._score_test(model, status, batch)
         self._finished = True
         self._print_summary(metrics)
         return metrics
+
+    def _score_test(self, model: Any, status: str, batch: int) -> None:
+        """The held-out test score goes to its own file and is never printed: the agent reads the log."""
+        path = os.environ.get(TEST_METRICS_ENV)
+        if not path or status != "ok" or self.config.test_tokens <= 0:
+            return
+        test_bpb = self._evaluate(model, "test", self.config.test_tokens, batch)
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(json.dumps({"test_bpb": test_bpb if math.isfinite(test_bpb) else None, "test_tokens": self.config.test_tokens}))
+        os.replace(tmp, p)
 
     def _print_summary(self, m: dict[str, Any]) -> None:
         rows = [

@@ -1,0 +1,82 @@
+"""Create a run directory from the machine's profile and flags, or reopen an existing one."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from ..backends import get_backend, harness_config
+from ..backends.knobs import render_for_profile
+from ..hardware import Hardware, detect, profile_for
+from ..harness.prepare import load_prepared
+from ..training import deadline_for
+from .rundir import RunDir, RunError
+
+
+def default_tag(runs_dir: Path) -> str:
+    base = time.strftime("%b%d").lower()  # e.g. nov28, like upstream's run tags
+    tag, n = base, 2
+    while (runs_dir / tag).exists():
+        tag, n = f"{base}-{n}", n + 1
+    return tag
+
+
+def hardware_summary(hw: Hardware) -> str:
+    if hw.cuda:
+        return f"{hw.cuda.name} ({hw.cuda.memory_gb} GB), {hw.cpu_threads} CPU threads"
+    if hw.apple_chip:
+        return f"{hw.apple_chip}, {hw.ram_gb} GB unified memory"
+    return f"CPU only: {hw.cpu_model}, {hw.cpu_threads} threads, {hw.ram_gb} GB RAM"
+
+
+def open_or_create(
+    runs_dir: Path,
+    tag: str | None,
+    *,
+    dataset: str | None = None,
+    backend: str | None = None,
+    budget: float | None = None,
+    agent: str | None = None,
+    policy: str = "noise",
+    profile_overrides: dict[str, Any] | None = None,
+    data_root: Path | None = None,
+    seed: int = 0,
+) -> tuple[RunDir, bool]:
+    """(run, created). Flags that contradict an existing run's frozen config are an error."""
+    runs_dir = Path(runs_dir)
+    if tag and (runs_dir / tag / ".autoresearch" / "config.json").exists():
+        run = RunDir((runs_dir / tag).resolve())
+        cfg = run.config()
+        frozen = {"dataset": cfg.get("dataset"), "backend": cfg.get("backend"), "budget": cfg["profile"]["time_budget"]}
+        asked = {"dataset": dataset, "backend": backend, "budget": budget}
+        clash = [f"--{k} {v} (the run has {frozen[k]})" for k, v in asked.items() if v is not None and v != frozen[k]]
+        if clash:
+            raise RunError(f"run {tag} was created with other settings: {'; '.join(clash)}. Start a new run with "
+                           "another --tag to change them.")
+        return run, False
+    tag = tag or default_tag(runs_dir)
+    overrides = dict(profile_overrides or {})
+    overrides.update({k: v for k, v in {"dataset": dataset, "backend": backend, "time_budget": budget}.items() if v is not None})
+    hw = detect()
+    profile = profile_for(hw, overrides)
+    chosen = get_backend(profile.backend)
+    prepared = load_prepared(profile.dataset, profile.vocab_size, root=data_root)
+    harness = harness_config(profile, prepared.directory, prepared.manifest, seed=seed)
+    source = render_for_profile(chosen.template().read_text(), profile)
+    config = {
+        "profile": profile.to_dict(),
+        "backend": profile.backend,
+        "dataset": profile.dataset,
+        "data_dir": str(prepared.directory),
+        "manifest_digest": prepared.manifest.digest,
+        "hardware": hw.to_dict(),
+        "hardware_summary": hardware_summary(hw),
+        "policy": policy,
+        "agent": agent,
+        "seed": seed,
+        "deadline_seconds": deadline_for(profile),
+    }
+    run = RunDir.create(runs_dir / tag, source, config, dataclasses.asdict(harness))
+    return run, True

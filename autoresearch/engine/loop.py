@@ -1,0 +1,467 @@
+"""The research loop: propose, check, commit, train, measure, decide, record, revert; until stopped.
+
+One ``Engine`` runs one run directory. It is UI-free: it reports through a ``log`` callable (headless mode
+prints timestamped lines; the TUI reads the same facts from the ledger). Everything it decides is appended
+to the ledger before it acts on it, so a kill -9 at any moment loses nothing recorded, and a restart
+resumes: an experiment without an outcome is recorded as interrupted and its commit reset away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from ..agent.base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal
+from ..backends import python_executable, training_env
+from . import control
+from .integrity import check_script, format_report
+from .ledger import Ledger
+from .policy import NoiseEstimate, estimate_noise, make_policy
+from .rundir import RunDir, RunError, RunLock
+from .runner import Runner, RunResult, _tail, kill_orphan
+
+PENDING = "pending"  # marker: train.py is being rewritten for this experiment index
+
+
+@dataclass
+class EngineOptions:
+    max_experiments: int | None = None  # including the baseline; None = until stopped
+    policy: str = "noise"
+    baseline_seeds: int | None = None  # None: the policy's default
+    disk_floor_gb: float = 1.0
+    max_repairs: int = 2  # integrity-feedback rounds per proposal
+    agent_backoff: tuple[float, ...] = (5, 15, 30, 60, 120, 300)
+    max_agent_failures: int = 10  # unusable proposals in a row before the run stops (a broken model or prompt)
+    poll_interval: float = 0.5
+
+
+def script_hash(source: str) -> str:
+    """sha256 of the script with trailing whitespace normalised (duplicate detection, result binding)."""
+    normal = "\n".join(line.rstrip() for line in source.strip().splitlines())
+    return hashlib.sha256(normal.encode()).hexdigest()
+
+
+class Engine:
+    def __init__(self, run: RunDir, agent: Agent | None, options: EngineOptions | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        self.run_dir = run
+        self.agent = agent
+        self.options = options or EngineOptions()
+        self.log = log
+        self.config = run.config()
+        self.ledger = Ledger(run.path)
+        policy_opts = dict(self.config.get("policy_options") or {})
+        self.policy = make_policy(self.options.policy or self.config.get("policy", "noise"), **policy_opts)
+        self.backend = self.config["backend"]
+        self.runner = Runner()
+        self._stop: str | None = None  # reason, once a stop is requested
+        self._stop_now = False
+        self._paused = False
+        self._skip = False
+        self._lock = RunLock(run)
+        self._training = False
+        self._agent_failures = 0  # unusable proposals in a row
+        self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
+
+    # -- public ---------------------------------------------------------------------------------------
+    def request_stop(self, now: bool = False, reason: str = "stop requested") -> None:
+        if now:
+            self._stop_now = True
+            self._stop = self._stop or reason
+            self.runner.stop()
+        elif self._stop is None:
+            self._stop = reason
+
+    def run(self) -> str:
+        """Loop until stopped or max_experiments are done. Returns why it stopped."""
+        self._lock.acquire()
+        try:
+            resumed = bool(self.ledger.events())
+            self.ledger.append({"event": "run_started", "pid": os.getpid(), "host": socket.gethostname(),
+                                "version": __version__, "resumed": resumed})
+            self._recover()
+            reason = self._loop()
+        except BaseException as e:
+            self.ledger.append({"event": "stopped", "reason": f"error: {type(e).__name__}: {e}"})
+            raise
+        else:
+            self.ledger.append({"event": "stopped", "reason": reason})
+            self.log(f"stopped: {reason}")
+            return reason
+        finally:
+            self._lock.release()
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def _loop(self) -> str:
+        while True:
+            self._poll_control()
+            if self._stop:
+                return self._stop
+            if self._paused:
+                time.sleep(self.options.poll_interval)
+                continue
+            if not self._disk_ok():
+                continue
+            exps = self.ledger.experiments()
+            done = [e for e in exps if e.status not in (None, "interrupted")]
+            if self.options.max_experiments is not None and len(done) >= self.options.max_experiments:
+                return f"{len(done)} experiment(s) done"
+            if not any(e.kind == "baseline" and e.status == "keep" for e in exps):
+                if not self._baseline():
+                    return "the baseline failed: fix the template or the data and start again"
+            elif self.agent is None:
+                return "no agent configured: pass --agent to research beyond the baseline"
+            else:
+                self._experiment()
+
+    def _recover(self) -> None:
+        if kill_orphan(self.run_dir.state / "training.pid"):
+            self.log("resume: killed the training left running by the previous engine")
+        open_exp = self.ledger.open_experiment()
+        pending = (self.run_dir.state / PENDING).exists()
+        if open_exp is not None:
+            self.ledger.append({"event": "experiment_interrupted", "index": open_exp.index,
+                                "reason": "the engine stopped before the outcome was recorded"})
+            self.log(f"resume: experiment {open_exp.index} had no outcome: recorded as interrupted, reverted")
+        best = self.ledger.best()
+        target = best.commit if best is not None and best.commit else self._root_commit()
+        foreign = self.run_dir.foreign_changes()
+        head = self.run_dir.head()
+        if foreign and open_exp is None and not pending:
+            raise RunError(
+                f"{self.run_dir.path} has changes the engine did not make ({', '.join(foreign)}). Commit them "
+                f"(`git -C {self.run_dir.path} commit -am 'my change'`) to research from there, or discard them "
+                f"(`git -C {self.run_dir.path} checkout -- .`), then run again."
+            )
+        if foreign or pending or (open_exp is not None) or (best is not None and head != target):
+            if best is not None and head != target and open_exp is None and not pending and not foreign:
+                # a commit the engine did not record (killed between commit and record): drop it
+                self.log(f"resume: HEAD {head[:7]} is not the best {target[:7]}: reset")
+            self.run_dir.reset_to(target)
+        (self.run_dir.state / PENDING).unlink(missing_ok=True)
+
+    def _root_commit(self) -> str:
+        return self.run_dir.repo.git.rev_list("--max-parents=0", "HEAD").split()[0]
+
+    # -- baseline ---------------------------------------------------------------------------------------
+    def _baseline(self) -> bool:
+        """The unmodified script with k seeds (the noise floor's first estimate). False when it fails."""
+        index = self.ledger.next_index()
+        source = self.run_dir.script.read_text()
+        commit = self.run_dir.head()
+        seeds = self.options.baseline_seeds or getattr(self.policy, "baseline_seeds", 1)
+        self.ledger.append({"event": "experiment_started", "index": index, "kind": "baseline", "parent": None,
+                            "commit": commit, "description": "baseline", "script_sha256": script_hash(source),
+                            "manifest_digest": self.config.get("manifest_digest")})
+        self.run_dir.mark_experiment(index, commit)
+        self.log(f"[exp {index}] baseline, {seeds} seed(s)")
+        results = []
+        for i in range(seeds):
+            r = self._train(index, i)
+            if r is None:
+                return True  # interrupted: recorded; the loop decides what next
+            results.append(r)
+            if r.status != "ok":
+                self._decide_failed(index, r)
+                self.log(f"[exp {index}] the baseline itself failed ({r.status}): {r.reason}\n{r.tail}")
+                return False
+        bpbs = [r.val_bpb for r in results]
+        mean = sum(bpbs) / len(bpbs)
+        self._update_noise()
+        self.ledger.append({"event": "decision", "index": index, "status": "keep", "val_bpb": mean, "delta": None,
+                            "reason": "baseline", "test_bpb": self._test_bpb(index, 0)})
+        self.ledger.write_results_tsv()
+        seeds_text = f" (seeds: {', '.join(f'{b:.6f}' for b in bpbs)})" if len(bpbs) > 1 else ""
+        self.log(f"[exp {index}] baseline val_bpb {mean:.6f}{seeds_text}")
+        return True
+
+    # -- one agent experiment -----------------------------------------------------------------------------
+    def _experiment(self) -> None:
+        t_start = time.perf_counter()
+        self._train_seconds = 0.0
+        index = self.ledger.next_index()
+        best = self.ledger.best()
+        assert best is not None
+        ctx = self._context()
+        t_agent = time.perf_counter()
+        proposal = self._proposal(ctx)
+        agent_seconds = time.perf_counter() - t_agent
+        if proposal is None:
+            self._agent_failures += 1
+            if self._agent_failures >= self.options.max_agent_failures:
+                self.request_stop(reason=f"the agent gave {self._agent_failures} unusable proposals in a row: "
+                                         "check the model and the prompts (see agent_error events)")
+            else:
+                self._sleep(min(2.0 ** (self._agent_failures - 1), 60.0))
+            return
+        self._agent_failures = 0
+        (self.run_dir.state / PENDING).write_text(str(index))
+        commit = self.run_dir.commit_script(proposal.source, proposal.description, index)
+        self.ledger.append({"event": "experiment_started", "index": index, "kind": "agent", "parent": best.commit,
+                            "commit": commit, "description": proposal.description,
+                            "script_sha256": script_hash(proposal.source),
+                            "manifest_digest": self.config.get("manifest_digest"), "agent": proposal.meta})
+        (self.run_dir.state / PENDING).unlink(missing_ok=True)
+        self.log(f"[exp {index}] {proposal.description}")
+        best_bpbs = best.ok_values or [best.val_bpb]
+        bpbs: list[float] = []
+        while True:
+            r = self._train(index, len(bpbs))
+            if r is None:
+                self.run_dir.reset_to(best.commit)
+                return
+            if r.status != "ok":
+                self._decide_failed(index, r)
+                self.run_dir.reset_to(best.commit)
+                return
+            bpbs.append(r.val_bpb)
+            if len(bpbs) > 1:
+                self._update_noise()
+            decision = self.policy.decide(bpbs, best_bpbs, self._noise(), best_selected=best.kind != "baseline")
+            if decision.action == "rerun":
+                self.log(f"[exp {index}] promising, confirming with another seed: {decision.reason}")
+                continue
+            break
+        mean = sum(bpbs) / len(bpbs)
+        delta = mean - (sum(best_bpbs) / len(best_bpbs))
+        status = "keep" if decision.action == "keep" else "discard"
+        event: dict[str, Any] = {"event": "decision", "index": index, "status": status, "val_bpb": mean,
+                                 "delta": delta, "reason": decision.reason}
+        if status == "keep":
+            event["test_bpb"] = self._test_bpb(index, 0)
+        if status != "keep":
+            self.run_dir.reset_to(best.commit)
+        total = time.perf_counter() - t_start
+        event["timing"] = {"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
+                           "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}
+        self.ledger.append(event)
+        self.ledger.write_results_tsv()
+        self.log(f"[exp {index}] {status.upper()} val_bpb {mean:.6f} ({delta:+.6f}): {decision.reason}")
+
+    def _proposal(self, ctx: AgentContext) -> Proposal | None:
+        """A proposal that passes the integrity check and is new, or None (recorded as an agent error)."""
+        assert self.agent is not None
+        attempt = 0
+        while True:
+            try:
+                proposal = self.agent.propose(ctx)
+                break
+            except AgentUnavailable as e:
+                wait = self.options.agent_backoff[min(attempt, len(self.options.agent_backoff) - 1)]
+                attempt += 1
+                self.ledger.append({"event": "agent_error", "message": str(e), "unavailable": True, "retry_in": wait})
+                self.log(f"agent unavailable ({e}); waiting {wait:.0f}s (no experiment is spent)")
+                if not self._sleep(wait):
+                    return None
+            except AgentError as e:
+                self.ledger.append({"event": "agent_error", "message": str(e)})
+                self.log(f"agent error: {e}")
+                return None
+        seen = {e.script_sha256: e.index for e in self.ledger.experiments() if e.script_sha256}
+        for round_ in range(self.options.max_repairs + 1):
+            problems = self._problems(proposal, seen)
+            if not problems:
+                return proposal
+            if round_ == self.options.max_repairs:
+                break
+            self.log(f"proposal rejected, asking for a fix: {problems.splitlines()[0]}")
+            try:
+                fixed = self.agent.repair(ctx, proposal, problems)
+            except AgentError as e:
+                fixed = None
+                problems += f"\n(repair failed: {e})"
+            if fixed is None:
+                break
+            proposal = fixed
+        self.ledger.append({"event": "agent_error", "message": f"proposal rejected: {problems}",
+                            "description": proposal.description})
+        self.log(f"proposal rejected: {problems.splitlines()[0]}")
+        return None
+
+    def _problems(self, proposal: Proposal, seen: dict[str, int]) -> str:
+        if not proposal.description.strip():
+            return "the proposal has no description"
+        report = check_script(proposal.source, backend=self.backend)
+        if not report.ok:
+            return format_report(report)
+        earlier = seen.get(script_hash(proposal.source))
+        if earlier is not None:
+            return f"this script is identical to experiment {earlier}'s: propose a different change"
+        return ""
+
+    # -- training ---------------------------------------------------------------------------------------
+    def _train(self, index: int, seed_run: int) -> RunResult | None:
+        """Train the current train.py once; record it. None when it was interrupted (stop-now / skip)."""
+        run = self.run_dir
+        metrics = run.metrics_path(index, seed_run)
+        test_metrics = metrics.with_name(metrics.stem + ".test.json")
+        log_path = run.log_path(index, seed_run)
+        seed = int(self.config.get("seed", 0)) + seed_run
+        env = training_env(run.harness_path, metrics, seed, test_metrics_json=test_metrics, backend=self.backend)
+        watcher = threading.Thread(target=self._watch_control, daemon=True)
+        self._training = True
+        watcher.start()
+        t0 = time.perf_counter()
+        try:
+            result = self.runner.run(
+                [python_executable(), "train.py"], cwd=run.path, env=env, log_path=log_path, metrics_path=metrics,
+                deadline_seconds=float(self.config["deadline_seconds"]), on_line=self._on_train_line,
+                pid_file=run.state / "training.pid",
+            )
+        finally:
+            self._train_seconds += time.perf_counter() - t0
+            self._training = False
+            watcher.join(timeout=5)
+        self.runner = Runner()  # a Runner stopped by skip/stop-now stays stopped; the next run gets a fresh one
+        if result.status == "interrupted" or self._skip:
+            why = "skipped by the user" if self._skip else (self._stop or "interrupted")
+            self._skip = False
+            self.ledger.append({"event": "training_finished", "index": index, "seed": seed, "outcome": "interrupted",
+                                "val_bpb": None, "metrics": result.metrics, "peak_memory_mb": result.peak_memory_mb,
+                                "wall_seconds": result.wall_seconds, "log": str(log_path.relative_to(run.state)),
+                                "reason": why})
+            self.ledger.append({"event": "experiment_interrupted", "index": index, "reason": why})
+            self.ledger.write_results_tsv()
+            self.log(f"[exp {index}] interrupted: {why}")
+            return None
+        self.ledger.append({"event": "training_finished", "index": index, "seed": seed, "outcome": result.status,
+                            "val_bpb": result.val_bpb if result.status == "ok" else None, "metrics": result.metrics,
+                            "peak_memory_mb": result.peak_memory_mb, "wall_seconds": result.wall_seconds,
+                            "log": str(log_path.relative_to(run.state)), "reason": result.reason,
+                            "tail": result.tail[-2000:] if result.status != "ok" else ""})
+        if result.status == "ok":
+            m = result.metrics
+            self.log(f"[exp {index}] seed {seed}: val_bpb {result.val_bpb:.6f}, {m.get('num_steps')} steps, "
+                     f"{m.get('tokens_per_second', 0):,.0f} tok/s, {result.wall_seconds:.0f}s")
+        else:
+            self.log(f"[exp {index}] seed {seed}: {result.status}: {result.reason}")
+        return result
+
+    def _on_train_line(self, line: str) -> None:
+        if line.startswith(("step ", "harness:")):
+            self.log(f"    {line}")
+
+    def _decide_failed(self, index: int, r: RunResult) -> None:
+        self.ledger.append({"event": "decision", "index": index, "status": r.status, "val_bpb": None, "delta": None,
+                            "reason": r.reason})
+        self.ledger.write_results_tsv()
+
+    def _test_bpb(self, index: int, seed_run: int) -> float | None:
+        path = self.run_dir.metrics_path(index, seed_run)
+        try:
+            return json.loads(path.with_name(path.stem + ".test.json").read_text()).get("test_bpb")
+        except (OSError, ValueError):
+            return None
+
+    # -- noise ------------------------------------------------------------------------------------------
+    def _noise(self) -> NoiseEstimate:
+        return estimate_noise([e.ok_values for e in self.ledger.experiments() if len(e.ok_values) >= 2])
+
+    def _update_noise(self) -> None:
+        noise = self._noise()
+        if noise.sigma is not None:
+            self.ledger.append({"event": "noise_estimate", "sigma": noise.sigma, "dof": noise.dof, "source": "repeats"})
+
+    # -- context for the agent ----------------------------------------------------------------------------
+    def _context(self) -> AgentContext:
+        exps = self.ledger.experiments()
+        best = self.ledger.best()
+        last = exps[-1] if exps else None
+        last_outcome = None
+        if last is not None:
+            log = next((r.log for r in reversed(last.runs) if r.log), None)
+            tail = _tail(self.run_dir.state / log) if log else ""
+            last_outcome = {"index": last.index, "status": last.status, "reason": last.reason, "log_tail": tail}
+        history = [{"index": e.index, "status": e.status, "val_bpb": e.val_bpb, "delta": e.delta,
+                    "description": e.description} for e in exps]
+        return AgentContext(
+            script=self.run_dir.script.read_text(), history=history,
+            best_val_bpb=best.val_bpb if best else None, noise_sigma=self._noise().sigma,
+            profile=self.config.get("profile", {}), hardware=self.config.get("hardware_summary", ""),
+            time_budget=float(self.config.get("profile", {}).get("time_budget", 0)),
+            last_outcome=last_outcome, backend=self.backend,
+        )
+
+    # -- control, signals, disk ---------------------------------------------------------------------------
+    def _poll_control(self) -> None:
+        msg = control.take(self.run_dir.state)
+        if msg is None:
+            return
+        cmd = msg["command"]
+        self.ledger.append({"event": "control", "command": cmd})
+        if cmd == "pause" and not self._paused:
+            self._paused = True
+            self.ledger.append({"event": "paused", "reason": "paused by the user"})
+            self.log("paused (after the current experiment); `autoresearch resume` continues")
+        elif cmd == "resume" and self._paused:
+            self._paused = False
+            self.ledger.append({"event": "resumed"})
+            self.log("resumed")
+        elif cmd == "stop":
+            self.request_stop(reason="stopped by the user after the experiment")
+            self.log("will stop after the current experiment")
+        elif cmd == "stop-now":
+            self.request_stop(now=True, reason="stopped by the user")
+        elif cmd == "skip" and self._training:
+            self._skip = True
+            self.runner.stop()
+
+    def _watch_control(self) -> None:
+        while self._training:
+            self._poll_control()
+            time.sleep(self.options.poll_interval)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait, still obeying control commands; False when a stop came in."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self._poll_control()
+            if self._stop:
+                return False
+            time.sleep(min(self.options.poll_interval, max(0.0, end - time.monotonic())))
+        return True
+
+    def _disk_ok(self) -> bool:
+        free_gb = shutil.disk_usage(self.run_dir.path).free / 1024**3
+        if free_gb >= self.options.disk_floor_gb:
+            return True
+        self.ledger.append({"event": "paused", "reason": f"disk: {free_gb:.2f} GB free, below {self.options.disk_floor_gb} GB"})
+        self.log(f"paused: only {free_gb:.2f} GB free on {self.run_dir.path} (floor {self.options.disk_floor_gb} GB). "
+                 "Free some space; the run continues by itself.")
+        while shutil.disk_usage(self.run_dir.path).free / 1024**3 < self.options.disk_floor_gb:
+            if not self._sleep(30):
+                return False
+        self.ledger.append({"event": "resumed"})
+        self.log("disk space is back: resuming")
+        return True
+
+
+def install_signal_handlers(engine: Engine, *, headless: bool, log: Callable[[str], None]) -> None:
+    """SIGINT/SIGTERM: stop after the current experiment; a second one stops now. SIGHUP ignored headless."""
+    count = {"n": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        count["n"] += 1
+        name = signal.Signals(signum).name
+        if count["n"] == 1:
+            log(f"{name}: stopping after the current experiment (send it again to stop now)")
+            engine.request_stop(reason=f"{name}: stopped after the experiment")
+        else:
+            log(f"{name} again: stopping now")
+            engine.request_stop(now=True, reason=f"{name}: stopped")
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    if headless and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+

@@ -1,0 +1,205 @@
+"""The research loop for real: git run directories, real CPU training, a scripted agent (test double)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch.backends import REPO_ROOT
+from autoresearch.backends.knobs import set_knobs
+from autoresearch.engine.ledger import Ledger, read_results_tsv
+from autoresearch.engine.loop import Engine, EngineOptions
+from autoresearch.engine.rundir import RunDir, RunError, RunLock
+from autoresearch.harness.prepare import Prepared
+from autoresearch.harness.session import HarnessConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scripted_agent import ScriptedAgent  # noqa: E402
+
+TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
+# a deliberately weak baseline: learning rates far too low, so a good change is unmistakable
+WEAK = set_knobs(TEMPLATE, {"MATRIX_LR": 0.0005, "EMBED_LR": 0.005, "UNEMBED_LR": 0.0001})
+FIX_LRS = {"description": "restore sensible learning rates",
+           "replace": [["MATRIX_LR = 0.0005", "MATRIX_LR = 0.04"], ["EMBED_LR = 0.005", "EMBED_LR = 0.6"],
+                       ["UNEMBED_LR = 0.0001", "UNEMBED_LR = 0.004"]]}
+FREEZE = {"description": "freeze almost everything (learning rates 1e-7)",
+          "replace": [["MATRIX_LR = 0.04", "MATRIX_LR = 1e-07"], ["EMBED_LR = 0.6", "EMBED_LR = 1e-07"],
+                      ["UNEMBED_LR = 0.004", "UNEMBED_LR = 1e-07"]]}
+CRASH = {"description": "a typo", "replace": [["x = x0 = rms_norm(self.embed(idx))", "x = x0 = rms_norm(self.embedding(idx))"]]}
+SNEAKY = {"description": "read the metrics path", "replace": [["import math\n", "import math\nimport subprocess\n"]]}
+
+
+def make_run(tmp_path: Path, data: Prepared, source: str = WEAK, *, max_steps: int = 15, policy: str = "noise",
+             name: str = "run") -> RunDir:
+    harness = HarnessConfig(data_dir=str(data.directory), seq_len=128, vocab_size=data.manifest.vocab_size,
+                            time_budget=120, eval_tokens=2**13, device="cpu", max_steps=max_steps,
+                            eval_batch_size=16, test_tokens=2**12, progress_interval=1.0)
+    config = {"backend": "torch", "dataset": "stdlib", "policy": policy, "seed": 0, "deadline_seconds": 120,
+              "manifest_digest": data.manifest.digest, "profile": {"name": "test", "time_budget": 120, "device": "cpu"},
+              "hardware_summary": "test machine"}
+    return RunDir.create(tmp_path / name, source, config, dataclasses.asdict(harness))
+
+
+def engine_for(run: RunDir, edits: list[dict], max_experiments: int, **opts: object) -> Engine:
+    return Engine(run, ScriptedAgent(edits), EngineOptions(max_experiments=max_experiments, **opts), log=lambda s: None)
+
+
+def test_keep_and_discard(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small)
+    root = run.head()
+    reason = engine_for(run, [FIX_LRS, FREEZE], max_experiments=3).run()
+    assert reason == "3 experiment(s) done"
+    exps = Ledger(run.path).experiments()
+    assert [e.status for e in exps] == ["keep", "keep", "discard"]
+    base, good, bad = exps
+    assert len(base.runs) == 2  # the noise policy's baseline seeds
+    assert good.delta < 0 and bad.delta > 0
+    assert good.test_bpb is not None and bad.test_bpb is None
+    # git: the branch holds the kept change; the discarded one is reset away but kept under its ref
+    assert run.head() == good.commit != root
+    assert "MATRIX_LR = 0.04" in run.script.read_text()
+    assert run.foreign_changes() == []
+    assert "1e-07" in run.diff(bad.commit)
+    # results.tsv: upstream columns first, one row per experiment
+    rows = read_results_tsv(run.state / "results.tsv")
+    assert [r.status for r in rows] == ["keep", "keep", "discard"]
+    assert rows[1].description == "restore sensible learning rates"
+    noise = [e for e in Ledger(run.path).events() if e["event"] == "noise_estimate"]
+    assert noise and noise[-1]["sigma"] > 0
+
+
+def test_crash_and_rejected_proposals_cost_no_best(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, TEMPLATE)
+    agent = ScriptedAgent([CRASH, SNEAKY, FREEZE])
+    Engine(run, agent, EngineOptions(max_experiments=3, policy="greedy", max_repairs=1), log=lambda s: None).run()
+    ledger = Ledger(run.path)
+    exps = ledger.experiments()
+    assert [e.status for e in exps] == ["keep", "crash", "discard"]
+    assert "AttributeError" in (run.state / exps[1].runs[0].log).read_text()
+    rejected = [e for e in ledger.events() if e["event"] == "agent_error"]
+    assert len(rejected) == 1 and "subprocess" in rejected[0]["message"]
+    assert agent.repairs and "subprocess" in agent.repairs[0]  # the integrity report went back to the agent
+    assert run.head() == exps[0].commit and run.foreign_changes() == []
+
+
+def test_an_agent_that_keeps_failing_stops_the_run(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, TEMPLATE)
+    engine = Engine(run, ScriptedAgent([SNEAKY]), EngineOptions(max_experiments=5, policy="greedy", max_repairs=0,
+                                                                max_agent_failures=3), log=lambda s: None)
+    reason = engine.run()
+    assert "3 unusable proposals in a row" in reason
+    ledger = Ledger(run.path)
+    assert [e.status for e in ledger.experiments()] == ["keep"]  # no training spent on the bad proposals
+    assert len([e for e in ledger.events() if e["event"] == "agent_error"]) == 3
+
+
+def test_two_engines_on_one_run_are_refused(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small)
+    lock = RunLock(run)
+    lock.acquire()
+    try:
+        with pytest.raises(RunError, match="another engine"):
+            engine_for(run, [FIX_LRS], 1).run()
+        assert RunLock(run).is_held()
+    finally:
+        lock.release()
+    assert not RunLock(run).is_held()
+
+
+def test_dirty_tree_is_refused(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small)
+    run.script.write_text(run.script.read_text() + "\n# my own edit\n")
+    with pytest.raises(RunError, match="changes the engine did not make"):
+        engine_for(run, [FIX_LRS], 1).run()
+    assert "# my own edit" in run.script.read_text()  # nothing of the user's was thrown away
+
+
+def _cli_env(tmp_path: Path, edits: list[dict]) -> dict[str, str]:
+    (tmp_path / "edits.json").write_text(json.dumps(edits))
+    env = dict(os.environ)
+    env["AR_SCRIPTED_EDITS"] = str(tmp_path / "edits.json")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), str(REPO_ROOT)])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def _events(run: RunDir) -> list[dict]:
+    try:
+        return [json.loads(line) for line in (run.state / "events.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def test_kill_9_mid_training_then_resume(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, max_steps=400)  # long enough to be killed mid-training
+    env = _cli_env(tmp_path, [FIX_LRS])
+    argv = [sys.executable, "-m", "autoresearch.cli", "run", "--headless", "--tag", "run", "--runs-dir", str(tmp_path),
+            "--agent", "plugin:scripted_agent:make", "--max-experiments", "2"]
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: first.poll() is not None or ((run.state / "training.pid").exists()
+              and (run.state / "logs" / "0000.log").exists() and "step" in (run.state / "logs" / "0000.log").read_text()))
+    assert first.poll() is None, first.stdout.read()
+    orphan = json.loads((run.state / "training.pid").read_text())["pid"]
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert any(e["event"] == "experiment_started" for e in _events(run))
+    assert not any(e["event"] in ("decision", "experiment_interrupted") for e in _events(run))
+
+    # resume with a shorter training (the harness config is the run's own: edit it as a user could)
+    cfg = json.loads(run.harness_path.read_text())
+    cfg["max_steps"] = 12
+    run.harness_path.write_text(json.dumps(cfg))
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "recorded as interrupted" in second.stdout
+    import psutil
+
+    assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
+    exps = Ledger(run.path).experiments()
+    assert [e.status for e in exps] == ["interrupted", "keep", "keep"]
+    assert [e.kind for e in exps] == ["baseline", "baseline", "agent"]
+    assert run.head() == exps[-1].commit and run.foreign_changes() == []
+    rows = read_results_tsv(run.state / "results.tsv")
+    assert [r.status for r in rows] == ["interrupted", "keep", "keep"]
+    status = subprocess.run([sys.executable, "-m", "autoresearch.cli", "status", "run", "--runs-dir", str(tmp_path), "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    report = json.loads(status.stdout)
+    assert report["state"] == "stopped"
+    assert [x["status"] for x in report["experiments"]] == ["interrupted", "keep", "keep"]
+    for key in ("index", "commit", "status", "val_bpb", "delta", "description", "training_seconds", "memory_gb"):
+        assert key in report["experiments"][-1]
+
+
+def test_stop_now_from_another_shell(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, max_steps=400)
+    env = _cli_env(tmp_path, [FIX_LRS])
+    argv = [sys.executable, "-m", "autoresearch.cli", "run", "--headless", "--tag", "run", "--runs-dir", str(tmp_path)]
+    engine = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: engine.poll() is not None or (run.state / "training.pid").exists())
+    assert engine.poll() is None, engine.stdout.read()
+    out = subprocess.run([sys.executable, "-m", "autoresearch.cli", "stop", "run", "--now", "--runs-dir", str(tmp_path)],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert "will stop now" in out.stdout
+    log, _ = engine.communicate(timeout=60)
+    assert engine.returncode == 0, log
+    exps = Ledger(run.path).experiments()
+    assert [e.status for e in exps] == ["interrupted"]
+    assert not (run.state / "training.pid").exists()
+    assert "stopped: stopped by the user" in log
