@@ -152,12 +152,12 @@ def _stamp(line: str) -> None:
 @click.option("--backend", type=click.Choice(["torch", "mlx"]), help="Default: the profile's.")
 @click.option("--budget", type=float, help="Training seconds per experiment. Default: the profile's.")
 @click.option("--agent", "agent_spec", metavar="SPEC", help="The researcher (plugin:package.module:factory). Not needed with --max-experiments 1.")
-@click.option("--max-experiments", type=int, help="Stop after N experiments (the baseline is the first).")
-@click.option("--policy", type=click.Choice(["noise", "greedy"]), default="noise", show_default=True,
-              help="noise: keep only improvements clearly above the measured noise; greedy: upstream's rule.")
+@click.option("--max-experiments", type=int, help="Stop after N more experiments have an outcome (a new run's first is the baseline).")
+@click.option("--policy", type=click.Choice(["noise", "greedy"]),
+              help="noise (default): keep only improvements clearly above the measured noise; greedy: upstream's rule.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where runs live. Default: ./runs or the config's.")
 def run(headless: bool, tag: str | None, dataset: str | None, backend: str | None, budget: float | None,
-        agent_spec: str | None, max_experiments: int | None, policy: str, runs_dir: Path | None) -> None:
+        agent_spec: str | None, max_experiments: int | None, policy: str | None, runs_dir: Path | None) -> None:
     """Create or resume a run and research until stopped (Ctrl-C stops after the current experiment)."""
     from .agent.base import load_agent
     from .engine.create import open_or_create
@@ -179,7 +179,9 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
            f"{prof.get('time_budget', 0):.0f}s per experiment, data {cfg.get('dataset')}, policy {cfg.get('policy')}")
     engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"]), log=_stamp)
     install_signal_handlers(engine, headless=True, log=_stamp)
-    engine.run()
+    reason = engine.run()
+    if reason.startswith("the baseline failed"):
+        sys.exit(1)
 
 
 @main.command()
@@ -212,7 +214,7 @@ def _control_command(name: str, command: str, doc: str) -> None:
         run_dir = _resolve(run_ref, runs_dir)
         control.send(run_dir.state, command)
         alive = RunLock(run_dir).is_held()
-        note = "" if alive else " (no engine is running it now: it applies when the run is resumed)"
+        note = "" if alive else " (no engine is running it now: pause applies when the run is resumed, skip and resume are dropped)"
         click.echo(f"{command} sent to {run_dir.tag}{note}")
 
 

@@ -20,7 +20,8 @@ STARTUP_ALLOWANCE = {False: 60.0, True: 300.0}  # seconds before training starts
 
 def deadline_for(profile: Profile) -> float:
     """Hard wall-clock limit of one training: budget + start-up + evaluation allowances."""
-    eval_allowance = 60.0 + profile.eval_tokens / 20_000 * (0.1 if profile.device != "cpu" else 1.0)
+    # val and the held-out test split are both scored (up to eval_tokens each), plus the causality check
+    eval_allowance = 60.0 + 2 * profile.eval_tokens / 20_000 * (0.1 if profile.device != "cpu" else 1.0)
     return profile.time_budget * 1.1 + STARTUP_ALLOWANCE[profile.compile] + eval_allowance
 
 
@@ -42,7 +43,7 @@ def train_once(
     profile = profile_for(hw, overrides)
     chosen = get_backend(profile.backend)
     prepared = load_prepared(profile.dataset, profile.vocab_size, root=settings.data_dir)
-    work = work_dir or paths.cache_dir() / "scratch" / time.strftime("train-%Y%m%d-%H%M%S")
+    work = (work_dir or paths.cache_dir() / "scratch" / time.strftime("train-%Y%m%d-%H%M%S")).resolve()
     (work / ".autoresearch").mkdir(parents=True, exist_ok=True)
     if script is not None:
         shutil.copyfile(script, work / "train.py")

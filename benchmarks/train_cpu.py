@@ -46,7 +46,7 @@ def main() -> None:
         if importlib.util.find_spec(BACKENDS[name].module) is None:
             print(f"{name:<8} not installed, skipped")
             continue
-        profile = profile_for(cpu_only, {"backend": name, "time_budget": args.budget, "dataset": "stdlib"}, cpu_only)
+        profile = profile_for(cpu_only, {"backend": name, "time_budget": args.budget, "dataset": "stdlib"})
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 work = Path(tmp)

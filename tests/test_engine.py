@@ -43,7 +43,7 @@ def make_run(tmp_path: Path, data: Prepared, source: str = WEAK, *, max_steps: i
                             time_budget=120, eval_tokens=2**13, device="cpu", max_steps=max_steps,
                             eval_batch_size=16, test_tokens=2**12, progress_interval=1.0)
     config = {"backend": "torch", "dataset": "stdlib", "policy": policy, "seed": 0, "deadline_seconds": 120,
-              "manifest_digest": data.manifest.digest, "profile": {"name": "test", "time_budget": 120, "device": "cpu"},
+              "manifest_digest": data.manifest.digest, "data_dir": str(data.directory), "profile": {"name": "test", "time_budget": 120, "device": "cpu"},
               "hardware_summary": "test machine"}
     return RunDir.create(tmp_path / name, source, config, dataclasses.asdict(harness))
 
@@ -120,6 +120,29 @@ def test_dirty_tree_is_refused(tmp_path: Path, stdlib_small: Prepared) -> None:
     with pytest.raises(RunError, match="changes the engine did not make"):
         engine_for(run, [FIX_LRS], 1).run()
     assert "# my own edit" in run.script.read_text()  # nothing of the user's was thrown away
+
+
+def test_a_users_commit_is_never_thrown_away(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small)
+    run.script.write_text(run.script.read_text() + "\n# my idea\n")
+    run.repo.index.add(["train.py"])
+    mine = run.repo.index.commit("my own idea").hexsha
+    with pytest.raises(RunError, match="commit the engine did not make"):
+        engine_for(run, [FIX_LRS], 1).run()
+    assert run.head() == mine and "# my idea" in run.script.read_text()
+
+
+def test_changed_data_is_refused(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small)
+    cfg = json.loads(run.config_path.read_text())
+    cfg["manifest_digest"] = "0" * 64
+    run.config_path.write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match="not the data this run was created with"):
+        engine_for(run, [FIX_LRS], 1).run()
+    cfg["data_dir"] = str(tmp_path / "gone")
+    run.config_path.write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match="prepare"):
+        engine_for(run, [FIX_LRS], 1).run()
 
 
 def _cli_env(tmp_path: Path, edits: list[dict]) -> dict[str, str]:

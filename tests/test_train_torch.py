@@ -85,3 +85,11 @@ def test_training_outside_the_harness_clock_is_invalid(tmp_path: Path, stdlib_sm
     result = _run(tmp_path, stdlib_small, cheat, budget=4)
     assert result.status == "invalid", result.tail
     assert "outside keep_training" in result.reason
+
+
+def test_training_hidden_in_the_uncounted_warmup_is_invalid(tmp_path: Path, stdlib_small: Prepared) -> None:
+    cheat = TEMPLATE.replace("for _ in range(grad_accum):", "for _ in range(grad_accum * (30 if step == 0 else 1)):")
+    assert cheat != TEMPLATE
+    result = _run(tmp_path, stdlib_small, cheat, max_steps=8, budget=60)
+    assert result.status == "invalid", result.tail
+    assert "warm-up" in result.reason

@@ -68,7 +68,7 @@ def harness_config(profile: Profile, data_dir: Path, manifest: Manifest, *, seed
             f"prepare it with `--vocab {profile.vocab_size}` or pass the matching --vocab"
         )
     return HarnessConfig(
-        data_dir=str(data_dir),
+        data_dir=str(Path(data_dir).resolve()),  # the training runs in the run directory
         seq_len=profile.seq_len,
         vocab_size=manifest.vocab_size,
         time_budget=profile.time_budget,

@@ -39,7 +39,7 @@ def open_or_create(
     backend: str | None = None,
     budget: float | None = None,
     agent: str | None = None,
-    policy: str = "noise",
+    policy: str | None = None,
     profile_overrides: dict[str, Any] | None = None,
     data_root: Path | None = None,
     seed: int = 0,
@@ -49,8 +49,9 @@ def open_or_create(
     if tag and (runs_dir / tag / ".autoresearch" / "config.json").exists():
         run = RunDir((runs_dir / tag).resolve())
         cfg = run.config()
-        frozen = {"dataset": cfg.get("dataset"), "backend": cfg.get("backend"), "budget": cfg["profile"]["time_budget"]}
-        asked = {"dataset": dataset, "backend": backend, "budget": budget}
+        frozen = {"dataset": cfg.get("dataset"), "backend": cfg.get("backend"), "budget": cfg["profile"]["time_budget"],
+                  "policy": cfg.get("policy")}
+        asked = {"dataset": dataset, "backend": backend, "budget": budget, "policy": policy}
         clash = [f"--{k} {v} (the run has {frozen[k]})" for k, v in asked.items() if v is not None and v != frozen[k]]
         if clash:
             raise RunError(f"run {tag} was created with other settings: {'; '.join(clash)}. Start a new run with "
@@ -69,11 +70,11 @@ def open_or_create(
         "profile": profile.to_dict(),
         "backend": profile.backend,
         "dataset": profile.dataset,
-        "data_dir": str(prepared.directory),
+        "data_dir": str(prepared.directory.resolve()),
         "manifest_digest": prepared.manifest.digest,
         "hardware": hw.to_dict(),
         "hardware_summary": hardware_summary(hw),
-        "policy": policy,
+        "policy": policy or "noise",
         "agent": agent,
         "seed": seed,
         "deadline_seconds": deadline_for(profile),

@@ -663,7 +663,7 @@ def format_result_row(exp: Experiment) -> str:
     status = exp.status or ""
     val = exp.val_bpb if exp.val_bpb is not None and status not in FAILURE_STATUSES else None
     cols = [
-        _clean_text(exp.commit or ""),
+        _clean_text(exp.commit or "")[:7],  # upstream's short sha
         f"{val:.6f}" if val is not None else "0.000000",
         f"{exp.memory_gb:.1f}" if exp.memory_gb is not None else "0.0",
         status,

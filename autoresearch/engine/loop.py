@@ -35,7 +35,7 @@ PENDING = "pending"  # marker: train.py is being rewritten for this experiment i
 
 @dataclass
 class EngineOptions:
-    max_experiments: int | None = None  # including the baseline; None = until stopped
+    max_experiments: int | None = None  # experiments to finish in this session (the baseline counts); None = until stopped
     policy: str = "noise"
     baseline_seeds: int | None = None  # None: the policy's default
     disk_floor_gb: float = 1.0
@@ -70,6 +70,7 @@ class Engine:
         self._skip = False
         self._lock = RunLock(run)
         self._training = False
+        self._train_started = 0.0
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
 
@@ -103,6 +104,7 @@ class Engine:
 
     # -- the loop -------------------------------------------------------------------------------------
     def _loop(self) -> str:
+        already = {e.index for e in self.ledger.experiments()}
         while True:
             self._poll_control()
             if self._stop:
@@ -113,7 +115,7 @@ class Engine:
             if not self._disk_ok():
                 continue
             exps = self.ledger.experiments()
-            done = [e for e in exps if e.status not in (None, "interrupted")]
+            done = [e for e in exps if e.status not in (None, "interrupted") and e.index not in already]
             if self.options.max_experiments is not None and len(done) >= self.options.max_experiments:
                 return f"{len(done)} experiment(s) done"
             if not any(e.kind == "baseline" and e.status == "keep" for e in exps):
@@ -125,30 +127,63 @@ class Engine:
                 self._experiment()
 
     def _recover(self) -> None:
-        if kill_orphan(self.run_dir.state / "training.pid"):
+        """Bring the run back to a consistent state after any stop, including kill -9 and power loss."""
+        state = self.run_dir.state
+        if kill_orphan(state / "training.pid"):
             self.log("resume: killed the training left running by the previous engine")
+        self._check_data()
+        self.run_dir.remove_stale_git_locks()  # safe: we hold the run lock, no other engine touches git here
         open_exp = self.ledger.open_experiment()
-        pending = (self.run_dir.state / PENDING).exists()
+        pending = (state / PENDING).exists()
         if open_exp is not None:
             self.ledger.append({"event": "experiment_interrupted", "index": open_exp.index,
                                 "reason": "the engine stopped before the outcome was recorded"})
             self.log(f"resume: experiment {open_exp.index} had no outcome: recorded as interrupted, reverted")
-        best = self.ledger.best()
-        target = best.commit if best is not None and best.commit else self._root_commit()
+        target = self._target_commit()
         foreign = self.run_dir.foreign_changes()
         head = self.run_dir.head()
         if foreign and open_exp is None and not pending:
             raise RunError(
-                f"{self.run_dir.path} has changes the engine did not make ({', '.join(foreign)}). Commit them "
-                f"(`git -C {self.run_dir.path} commit -am 'my change'`) to research from there, or discard them "
-                f"(`git -C {self.run_dir.path} checkout -- .`), then run again."
+                f"{self.run_dir.path} has changes the engine did not make ({', '.join(foreign)}). Discard them "
+                f"(`git -C {self.run_dir.path} checkout -- .`) and run again, or start a new run for your own version."
             )
-        if foreign or pending or (open_exp is not None) or (best is not None and head != target):
-            if best is not None and head != target and open_exp is None and not pending and not foreign:
-                # a commit the engine did not record (killed between commit and record): drop it
-                self.log(f"resume: HEAD {head[:7]} is not the best {target[:7]}: reset")
+        if head != target and not self.run_dir.is_experiment_commit(head) and self.run_dir.is_ancestor(target, head):
+            raise RunError(
+                f"{self.run_dir.path} has a commit the engine did not make ({head[:7]}, on top of the best {target[:7]}). "
+                f"The run would throw it away: keep it elsewhere, then `git -C {self.run_dir.path} reset --hard "
+                f"{target[:7]}` and run again, or start a new run for your version."
+            )
+        if foreign or pending or open_exp is not None or head != target:
+            if head != target and open_exp is None and not pending:
+                self.log(f"resume: HEAD {head[:7]} is an unrecorded experiment commit: reset to {target[:7]}")
             self.run_dir.reset_to(target)
-        (self.run_dir.state / PENDING).unlink(missing_ok=True)
+        (state / PENDING).unlink(missing_ok=True)
+
+    def _target_commit(self) -> str:
+        """The commit the tree must be at: the best so far, else the latest baseline's, else the root."""
+        best = self.ledger.best()
+        if best is not None and best.commit:
+            return best.commit
+        baselines = [e for e in self.ledger.experiments() if e.kind == "baseline" and e.commit]
+        return baselines[-1].commit if baselines else self._root_commit()  # type: ignore[return-value]
+
+    def _check_data(self) -> None:
+        """The run's data must still be there and be the data the run was created with."""
+        from ..harness.manifest import DataError, verify
+
+        data_dir = self.config.get("data_dir")
+        if not data_dir:
+            return
+        try:
+            manifest = verify(Path(data_dir))
+        except DataError as e:
+            raise RunError(f"the run's data is not usable: {e}") from None
+        frozen = self.config.get("manifest_digest")
+        if frozen and manifest.digest != frozen:
+            raise RunError(
+                f"the data at {data_dir} is not the data this run was created with (manifest {manifest.digest[:12]}, "
+                f"run {frozen[:12]}): results would not be comparable. Start a new run with another --tag."
+            )
 
     def _root_commit(self) -> str:
         return self.run_dir.repo.git.rev_list("--max-parents=0", "HEAD").split()[0]
@@ -205,6 +240,9 @@ class Engine:
                 self._sleep(min(2.0 ** (self._agent_failures - 1), 60.0))
             return
         self._agent_failures = 0
+        self._poll_control()
+        if self._stop:
+            return  # a stop arrived while the agent was thinking: nothing was committed or trained
         (self.run_dir.state / PENDING).write_text(str(index))
         commit = self.run_dir.commit_script(proposal.source, proposal.description, index)
         self.ledger.append({"event": "experiment_started", "index": index, "kind": "agent", "parent": best.commit,
@@ -239,12 +277,12 @@ class Engine:
                                  "delta": delta, "reason": decision.reason}
         if status == "keep":
             event["test_bpb"] = self._test_bpb(index, 0)
-        if status != "keep":
-            self.run_dir.reset_to(best.commit)
         total = time.perf_counter() - t_start
         event["timing"] = {"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
                            "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}
-        self.ledger.append(event)
+        self.ledger.append(event)  # recorded before acted on: a kill after this resumes to the right commit
+        if status != "keep":
+            self.run_dir.reset_to(best.commit)
         self.ledger.write_results_tsv()
         self.log(f"[exp {index}] {status.upper()} val_bpb {mean:.6f} ({delta:+.6f}): {decision.reason}")
 
@@ -312,6 +350,7 @@ class Engine:
         self._training = True
         watcher.start()
         t0 = time.perf_counter()
+        self._train_started = time.time()
         try:
             result = self.runner.run(
                 [python_executable(), "train.py"], cwd=run.path, env=env, log_path=log_path, metrics_path=metrics,
@@ -412,9 +451,12 @@ class Engine:
             self.log("will stop after the current experiment")
         elif cmd == "stop-now":
             self.request_stop(now=True, reason="stopped by the user")
-        elif cmd == "skip" and self._training:
-            self._skip = True
-            self.runner.stop()
+        elif cmd == "skip":
+            if self._training and msg.get("ts", 0) >= self._train_started:
+                self._skip = True
+                self.runner.stop()
+            else:
+                self.log("skip ignored: no training was running when it was sent")
 
     def _watch_control(self) -> None:
         while self._training:

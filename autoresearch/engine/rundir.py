@@ -39,6 +39,10 @@ class RunError(Exception):
 class RunDir:
     path: Path
 
+    def __post_init__(self) -> None:
+        # absolute: the training subprocess runs with the run directory as its working directory
+        self.path = Path(self.path).expanduser().resolve()
+
     # -- paths --------------------------------------------------------------------------------------
     @property
     def state(self) -> Path:
@@ -94,8 +98,8 @@ class RunDir:
         repo.index.add([SCRIPT, ".gitignore"])
         repo.index.commit("baseline: the unmodified template")
         config = dict(config, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), version=__version__, tag=path.name)
-        _write_json(run.config_path, config)
         _write_json(run.harness_path, harness)
+        _write_json(run.config_path, config)  # last: its presence is what makes the directory a run
         return run
 
     # -- config -------------------------------------------------------------------------------------
@@ -133,6 +137,20 @@ class RunDir:
         commit = repo.index.commit(message.strip().splitlines()[0][:200] or f"experiment {index}")
         repo.git.update_ref(EXP_REF.format(index=index), commit.hexsha)
         return commit.hexsha
+
+    def is_experiment_commit(self, sha: str) -> bool:
+        """Whether the engine made this commit (every experiment commit gets a ref), or it is the root."""
+        refs = self.repo.git.for_each_ref("--format=%(objectname)", "refs/autoresearch/exp/").split()
+        return sha in refs or not self.repo.commit(sha).parents
+
+    def is_ancestor(self, ancestor: str, sha: str) -> bool:
+        return self.repo.is_ancestor(ancestor, sha)
+
+    def remove_stale_git_locks(self) -> None:
+        """git's own lock files left by a process killed mid-commit (only call while holding the run lock)."""
+        git_dir = self.path / ".git"
+        for lock in [git_dir / "index.lock", git_dir / "HEAD.lock", *git_dir.glob("refs/**/*.lock")]:
+            lock.unlink(missing_ok=True)
 
     def mark_experiment(self, index: int, sha: str) -> None:
         self.repo.git.update_ref(EXP_REF.format(index=index), sha)

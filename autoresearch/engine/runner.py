@@ -137,7 +137,9 @@ class Runner:
             reader.start()
             ps = psutil.Process(proc.pid)
             if pid_file is not None:
-                pid_file.write_text(json.dumps({"pid": proc.pid, "create_time": ps.create_time()}))
+                tmp = pid_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"pid": proc.pid, "create_time": ps.create_time()}))
+                os.replace(tmp, pid_file)
             timed_out = False
             while proc.poll() is None:
                 peak = max(peak, _tree_rss(ps))

@@ -106,6 +106,7 @@ class Session:
         self.training_seconds = 0.0  # counted
         self.uncounted_seconds = 0.0
         self._tokens_uncounted = 0  # tokens handed out by the end of the uncounted steps
+        self._first_batch_tokens = 0  # the batch fetched before the loop (prefetch)
         self._t_first_batch: float | None = None
         self._t_last: float | None = None
         self._t_progress = 0.0
@@ -144,6 +145,7 @@ class Session:
             rows = loader.next_rows(batch_size)
             if self._t_first_batch is None:
                 self._t_first_batch = time.perf_counter()
+                self._first_batch_tokens = rows.shape[0] * (rows.shape[1] - 1)
             self.tokens += rows.shape[0] * (rows.shape[1] - 1)
             yield (rows, None) if raw_rows else (rows[:, :-1], rows[:, 1:])
 
@@ -256,6 +258,15 @@ class Session:
                 f"{untracked:.1f}s passed between the first batch and finish() outside the harness's step clock "
                 f"(allowed {allowed:.0f}s): did the script train outside keep_training()?"
             )
+        counted_steps = self.steps - min(self.steps, self.config.uncounted_steps)
+        if status == "ok" and counted_steps > 0 and self.config.uncounted_steps > 0:
+            per_uncounted = (self._tokens_uncounted - self._first_batch_tokens) / min(self.steps, self.config.uncounted_steps)
+            per_counted = (self.tokens - self._tokens_uncounted) / counted_steps
+            if per_uncounted > 1.5 * per_counted + self.seq_len:
+                status, reason = "invalid", (
+                    f"the uncounted warm-up steps used {per_uncounted:,.0f} tokens each against {per_counted:,.0f} "
+                    "in counted steps: training hidden in the warm-up is not allowed"
+                )
         causal = self._causality(model, batch)
         if not causal.ok:
             status, reason = "invalid", causal.message
