@@ -226,3 +226,33 @@ def test_stop_now_from_another_shell(tmp_path: Path, stdlib_small: Prepared) -> 
     assert [e.status for e in exps] == ["interrupted"]
     assert not (run.state / "training.pid").exists()
     assert "stopped: stopped by the user" in log
+
+
+def test_sigterm_stops_after_the_experiment(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, TEMPLATE, max_steps=40, policy="greedy")
+    env = _cli_env(tmp_path, [FIX_LRS])
+    argv = [sys.executable, "-m", "autoresearch.cli", "run", "--headless", "--tag", "run", "--runs-dir", str(tmp_path)]
+    engine = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(lambda: engine.poll() is not None or (run.state / "training.pid").exists())
+    engine.send_signal(signal.SIGHUP)  # ignored in headless mode (an SSH drop)
+    engine.send_signal(signal.SIGTERM)
+    log, _ = engine.communicate(timeout=120)
+    assert engine.returncode == 0, log
+    assert "SIGTERM: stopping after the current experiment" in log
+    assert [e.status for e in Ledger(run.path).experiments()] == ["keep"]  # the baseline finished, then it stopped
+
+
+def test_low_disk_pauses_instead_of_failing(tmp_path: Path, stdlib_small: Prepared) -> None:
+    import threading
+
+    from autoresearch.engine import control
+
+    run = make_run(tmp_path, stdlib_small)
+    lines: list[str] = []
+    engine = Engine(run, ScriptedAgent([FIX_LRS]), EngineOptions(max_experiments=1, disk_floor_gb=1e9, poll_interval=0.1),
+                    log=lines.append)
+    threading.Timer(1.0, lambda: control.send(run.state, "stop")).start()
+    assert engine.run() == "stopped by the user after the experiment"
+    assert any("paused: only" in line and "Free some space" in line for line in lines)
+    assert Ledger(run.path).experiments() == []  # nothing was started, nothing lost
+    assert any(e["event"] == "paused" and "disk" in e["reason"] for e in Ledger(run.path).events())

@@ -66,14 +66,15 @@ def split_too_small(split: str, available_rows: int, needed_rows: int, seq_len: 
     )
 
 
-def logits_problem(
-    output: object, shape: Sequence[int] | None, batch: int, seq_len: int, vocab_size: int
-) -> str | None:
-    """Why ``output`` (with ``shape``, None when it is not an array) is not valid logits, or None if it is."""
+def logits_problem(output: object, array_type: type, batch: int, seq_len: int, vocab_size: int,
+                   type_name: str = "") -> str | None:
+    """Why ``output`` is not valid logits (exactly ``array_type``, shape (batch, seq_len, >= vocab)), or None."""
     expected = f"logits of shape (batch, seq_len, vocab) = ({batch}, {seq_len}, >= {vocab_size})"
-    if shape is None:
+    if not isinstance(output, array_type):
         return f"model(inputs) must return {expected}, got a {type(output).__name__}"
-    shape = tuple(int(s) for s in shape)
+    if type(output) is not array_type:  # a subclass could fake what the harness reads
+        return f"the model returned a {type(output).__name__}; the harness accepts only a plain {type_name or array_type.__name__} of logits"
+    shape = tuple(int(s) for s in output.shape)  # type: ignore[attr-defined]
     if len(shape) != 3 or shape[0] != batch or shape[1] != seq_len or shape[2] < vocab_size:
         return f"model(inputs) must return {expected}, got shape {shape}"
     return None

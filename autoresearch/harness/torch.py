@@ -120,10 +120,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 def _logits(model: Model, x: torch.Tensor, vocab_size: int, autocast_dtype: torch.dtype | None) -> torch.Tensor:
     with _autocast(x.device, autocast_dtype):
         out = model(x)
-    if isinstance(out, torch.Tensor) and type(out) is not torch.Tensor:
-        raise LogitsError(f"the model returned a {type(out).__name__}; the harness accepts only a plain torch.Tensor of logits")
-    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-    problem = logits_problem(out, shape, x.shape[0], x.shape[1], vocab_size)
+    problem = logits_problem(out, torch.Tensor, x.shape[0], x.shape[1], vocab_size, "torch.Tensor")
     if problem:
         raise LogitsError(problem)
     return out
