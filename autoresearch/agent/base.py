@@ -55,6 +55,10 @@ class Agent(Protocol):
 def load_agent(spec: str, **options: Any) -> Agent:
     """An agent from its spec. ``plugin:package.module:factory`` loads a custom agent (factory(**options))."""
     kind, _, rest = spec.partition(":")
+    if kind == "search":
+        from .search import SearchAgent
+
+        return SearchAgent(sampler=rest or "tpe", **options)
     if kind == "plugin":
         module_name, _, attr = rest.partition(":")
         if not module_name or not attr:
@@ -65,6 +69,6 @@ def load_agent(spec: str, **options: Any) -> Agent:
             raise AgentError(f"cannot load the agent {spec!r}: {e}") from e
         return factory(**options)
     raise AgentError(
-        f"unknown agent {spec!r}. Agents: plugin:package.module:factory. (LLM providers and the search agent are "
-        "not built yet: run with --max-experiments 1 for the baseline alone.)"
+        f"unknown agent {spec!r}. Agents: search (Optuna TPE over the knobs, no LLM), search:random, "
+        "plugin:package.module:factory. (The Ollama and OpenAI-compatible providers are not built yet.)"
     )

@@ -61,6 +61,11 @@ def _num(v: float | None, fmt: str) -> str:
     return format(v, fmt) if v is not None else "-"
 
 
+def _short(text: str, width: int = 90) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def format_status(r: dict[str, Any]) -> str:
     lines = [f"run {r['run']} ({r['state']}) — {r['path']}",
              f"profile {r['profile']}, {r['backend']}, data {r['dataset']}, policy {r['policy']}"]
@@ -77,6 +82,6 @@ def format_status(r: dict[str, Any]) -> str:
         lines.append(
             f"{x['index']:>4}  {x['commit']:<7}  {x['status']:<11}  {_num(x['val_bpb'], '.6f'):>9}  "
             f"{_num(x['delta'], '+.6f'):>9}  {_num(x['memory_gb'], '.1f'):>6}  {_num(x['training_seconds'], '.1f'):>7}  "
-            f"{x['description']}"
+            f"{_short(x['description'])}"
         )
     return "\n".join(lines)
