@@ -8,7 +8,7 @@ and are excluded from both sums).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ __all__ = [
     "bits_per_byte",
     "eval_rows",
     "logits_problem",
+    "score_rows",
     "open_eval",
     "positions_per_chunk",
     "reference_bpb",
@@ -78,6 +79,18 @@ def logits_problem(output: object, array_type: type, batch: int, seq_len: int, v
     if len(shape) != 3 or shape[0] != batch or shape[1] != seq_len or shape[2] < vocab_size:
         return f"model(inputs) must return {expected}, got shape {shape}"
     return None
+
+
+def score_rows(plan: "EvalPlan", batch_size: int, score: Callable[[np.ndarray], tuple[float, int, bool]]) -> float:
+    """Bits per byte over the plan's rows: ``score(rows)`` gives (nats, counted bytes, all logits finite)."""
+    total_nats, total_bytes = 0.0, 0
+    for rows in plan.row_batches(batch_size):
+        nats, nbytes, finite = score(rows)
+        if not finite:
+            return float("nan")
+        total_nats += nats
+        total_bytes += nbytes
+    return bits_per_byte(total_nats, total_bytes)
 
 
 def positions_per_chunk(vocab_size: int, budget: int = CHUNK_ELEMENTS) -> int:

@@ -29,7 +29,7 @@ except ImportError as e:  # only this module needs mlx; the rest of the harness 
         "on Apple Silicon with `pip install mlx`."
     ) from e
 
-from autoresearch.harness.bpb import LogitsError, bits_per_byte, logits_problem, open_eval, positions_per_chunk
+from autoresearch.harness.bpb import LogitsError, logits_problem, open_eval, positions_per_chunk, score_rows
 from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows
 from autoresearch.harness.loader import DataError, LoaderStats, TokenBatches
 from autoresearch.harness.session import HarnessConfig, HarnessError, Session
@@ -149,17 +149,13 @@ def evaluate_bpb(
     """
     plan = open_eval(data_dir, split, seq_len=seq_len, eval_tokens=eval_tokens, batch_size=batch_size)
     token_bytes = mx.array(plan.token_bytes.astype(np.int32))
-    total_nats, total_bytes = 0.0, 0
+
+    def score(rows: np.ndarray) -> tuple[float, int, bool]:
+        x, y = _rows_to_arrays(rows)
+        return _nats_and_bytes(_logits(model, x, plan.vocab_size), y, token_bytes, plan.vocab_size)
+
     with _EvalMode(model):
-        for rows in plan.row_batches(batch_size):
-            x, y = _rows_to_arrays(rows)
-            logits = _logits(model, x, plan.vocab_size)
-            nats, nbytes, finite = _nats_and_bytes(logits, y, token_bytes, plan.vocab_size)
-            if not finite:
-                return float("nan")
-            total_nats += nats
-            total_bytes += nbytes
-    return bits_per_byte(total_nats, total_bytes)
+        return score_rows(plan, batch_size, score)
 
 
 # -- causality ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autoresearch.harness.bpb import LogitsError, bits_per_byte, logits_problem, open_eval, positions_per_chunk
+from autoresearch.harness.bpb import LogitsError, logits_problem, open_eval, positions_per_chunk, score_rows
 from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows
 from autoresearch.harness.loader import DataError, LoaderStats, TokenBatches
 from autoresearch.harness.session import HarnessConfig, HarnessError, Session
@@ -169,17 +169,14 @@ def evaluate_bpb(
     device = torch.device(device)
     plan = open_eval(data_dir, split, seq_len=seq_len, eval_tokens=eval_tokens, batch_size=batch_size)
     token_bytes = torch.from_numpy(plan.token_bytes).to(device)
-    total_nats, total_bytes = 0.0, 0
+
+    def score(rows: np.ndarray) -> tuple[float, int, bool]:
+        x, y = _rows_to_device(rows, device)
+        logits = _logits(model, x, plan.vocab_size, autocast_dtype)
+        return _nats_and_bytes(logits, y, token_bytes.to(logits.device), plan.vocab_size)
+
     with _eval_mode(model):
-        for rows in plan.row_batches(batch_size):
-            x, y = _rows_to_device(rows, device)
-            logits = _logits(model, x, plan.vocab_size, autocast_dtype)
-            nats, nbytes, finite = _nats_and_bytes(logits, y, token_bytes.to(logits.device), plan.vocab_size)
-            if not finite:
-                return float("nan")
-            total_nats += nats
-            total_bytes += nbytes
-    return bits_per_byte(total_nats, total_bytes)
+        return score_rows(plan, batch_size, score)
 
 
 # -- causality ----------------------------------------------------------------------------------------------
