@@ -1,0 +1,89 @@
+"""Applying model replies to the real train.py: search/replace (tolerant but unambiguous), whole file, knobs JSON."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoresearch.agent.edits import (
+    DIVIDER, REPLACE, SEARCH, EditError, apply_blocks, apply_knobs, knobs_schema, whole_file,
+)
+from autoresearch.backends import REPO_ROOT
+from autoresearch.backends.knobs import read_knobs
+from autoresearch.engine.integrity import check_script
+
+SRC = (REPO_ROOT / "train_torch.py").read_text()
+
+
+def block(search: str, replace: str) -> str:
+    return f"{SEARCH}\n{search}\n{DIVIDER}\n{replace}\n{REPLACE}\n"
+
+
+def test_exact_block() -> None:
+    out = apply_blocks(SRC, "I will raise the LR.\n" + block("MATRIX_LR = 0.04  # Muon, for the 2-D weights inside the blocks",
+                                                            "MATRIX_LR = 0.05  # Muon, for the 2-D weights inside the blocks"))
+    assert read_knobs(out)["MATRIX_LR"].value == 0.05 and check_script(out).ok
+
+
+def test_trailing_whitespace_and_indentation_are_tolerated() -> None:
+    # the model lost the method's indentation and added trailing spaces
+    search = "def forward(self, x):   \n    return self.down(F.relu(self.up(x)).square())"
+    replace = "def forward(self, x):\n    h = F.relu(self.up(x))\n    return self.down(h * h)"
+    out = apply_blocks(SRC, block(search, replace))
+    assert "        h = F.relu(self.up(x))\n        return self.down(h * h)" in out
+    compile(out, "train.py", "exec")
+
+
+def test_ambiguous_search_asks_for_context() -> None:
+    src = SRC + "\nprint('done')\nprint('done')\n"
+    with pytest.raises(EditError, match="matches 2 places"):
+        apply_blocks(src, block("print('done')", "print('finished')"))
+    with pytest.raises(EditError, match="matches 2 places"):  # also when only the tolerant match finds them
+        apply_blocks(src, block("  print('done')  ", "print('finished')"))
+
+
+def test_miss_says_did_you_mean() -> None:
+    with pytest.raises(EditError) as e:
+        apply_blocks(SRC, block("MATRIX_LR = 0.4  # Muon for the 2D weights", "MATRIX_LR = 0.05"))
+    assert "Did you mean these lines?" in str(e.value) and "MATRIX_LR = 0.04" in str(e.value)
+    assert str(e.value).startswith("Edit block 1 of 1")
+
+
+def test_no_blocks_and_no_change_are_errors() -> None:
+    with pytest.raises(EditError, match="No edit blocks found"):
+        apply_blocks(SRC, "Let's increase the depth to 6.")
+    with pytest.raises(EditError, match="change nothing"):
+        apply_blocks(SRC, block("DEPTH = 4  # transformer blocks", "DEPTH = 4  # transformer blocks"))
+
+
+def test_blocks_apply_in_order() -> None:
+    reply = block("DEPTH = 4  # transformer blocks", "DEPTH = 5  # transformer blocks") + "and\n" + block(
+        "DEPTH = 5  # transformer blocks", "DEPTH = 6  # transformer blocks")
+    assert read_knobs(apply_blocks(SRC, reply))["DEPTH"].value == 6
+
+
+def test_whole_file() -> None:
+    new = SRC.replace("DEPTH = 4", "DEPTH = 3")
+    assert whole_file(f"Here it is:\n```python\n{new}```\nDone.") == new
+    with pytest.raises(EditError, match="does not parse"):
+        whole_file("```python\n" + new.replace("def rms_norm(x):", "def rms_norm(x)") + "```")
+    with pytest.raises(EditError, match="complete train.py"):
+        whole_file("```python\nDEPTH = 3\n```")
+
+
+def test_knobs_json() -> None:
+    new, desc = apply_knobs(SRC, '```json\n{"description": "deeper", "changes": {"DEPTH": 5, "MATRIX_LR": 0.03}}\n```')
+    knobs = read_knobs(new)
+    assert (knobs["DEPTH"].value, knobs["MATRIX_LR"].value, desc) == (5, 0.03, "deeper")
+    assert apply_knobs(SRC, '{"changes": {"DEPTH": 6.0}}')[0].count("DEPTH = 6  #") == 1
+    for reply, msg in [("not json", "not valid JSON"), ('{"changes": {}}', "at least one"),
+                       ('{"changes": {"DEPHT": 5}}', "not a knob"), ('{"changes": {"VALUE_EMBEDS": 1}}', "must be a bool"),
+                       ('{"changes": {"DEPTH": 4}}', "same as now")]:
+        with pytest.raises(EditError, match=msg):
+            apply_knobs(SRC, reply)
+
+
+def test_knobs_schema_lists_typed_knobs() -> None:
+    schema = knobs_schema(SRC)
+    props = schema["properties"]["changes"]["properties"]
+    assert props["DEPTH"]["type"] == "integer" and props["MATRIX_LR"]["type"] == "number"
+    assert props["VALUE_EMBEDS"]["type"] == "boolean" and "ADAM_BETAS" not in props
