@@ -151,13 +151,16 @@ def _stamp(line: str) -> None:
 @click.option("--dataset", metavar="NAME|PATH", help="Prepared dataset. Default: the profile's.")
 @click.option("--backend", type=click.Choice(["torch", "mlx"]), help="Default: the profile's.")
 @click.option("--budget", type=float, help="Training seconds per experiment. Default: the profile's.")
-@click.option("--agent", "agent_spec", metavar="SPEC", help="The researcher (plugin:package.module:factory). Not needed with --max-experiments 1.")
+@click.option("--agent", "agent_spec", metavar="SPEC",
+              help="The researcher: ollama:MODEL, openai:MODEL, search (no LLM), plugin:module:factory. Not needed for the baseline alone.")
+@click.option("--llm-url", help="Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1).")
 @click.option("--max-experiments", type=int, help="Stop after N more experiments have an outcome (a new run's first is the baseline).")
 @click.option("--policy", type=click.Choice(["noise", "greedy"]),
               help="noise (default): keep only improvements clearly above the measured noise; greedy: upstream's rule.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where runs live. Default: ./runs or the config's.")
 def run(headless: bool, tag: str | None, dataset: str | None, backend: str | None, budget: float | None,
-        agent_spec: str | None, max_experiments: int | None, policy: str | None, runs_dir: Path | None) -> None:
+        agent_spec: str | None, llm_url: str | None, max_experiments: int | None, policy: str | None,
+        runs_dir: Path | None) -> None:
     """Create or resume a run and research until stopped (Ctrl-C stops after the current experiment)."""
     from .agent.base import load_agent
     from .engine.create import open_or_create
@@ -172,7 +175,7 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
                                       data_root=settings.data_dir)
     cfg = run_dir.config()
     spec = agent_spec or cfg.get("agent")
-    agent = load_agent(spec) if spec else None
+    agent = load_agent(spec, base_url=llm_url, host=settings.ollama_host) if spec else None
     _stamp(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
     _stamp(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "

@@ -53,12 +53,21 @@ class Agent(Protocol):
 
 
 def load_agent(spec: str, **options: Any) -> Agent:
-    """An agent from its spec. ``plugin:package.module:factory`` loads a custom agent (factory(**options))."""
+    """An agent from its spec; options: base_url (openai), host (ollama). ``plugin:module:factory`` calls factory()."""
     kind, _, rest = spec.partition(":")
+    if kind in ("openai", "ollama"):
+        if not rest:
+            raise AgentError(f"name the model: {kind}:MODEL (e.g. {kind}:qwen2.5-coder:7b)")
+        from .llm import LLMAgent
+        from .providers import OllamaProvider, OpenAIProvider
+
+        provider = (OpenAIProvider(rest, options.get("base_url")) if kind == "openai"
+                    else OllamaProvider(rest, options.get("host")))
+        return LLMAgent(provider)
     if kind == "search":
         from .search import SearchAgent
 
-        return SearchAgent(sampler=rest or "tpe", **options)
+        return SearchAgent(sampler=rest or "tpe")
     if kind == "plugin":
         module_name, _, attr = rest.partition(":")
         if not module_name or not attr:
@@ -67,8 +76,8 @@ def load_agent(spec: str, **options: Any) -> Agent:
             factory = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as e:
             raise AgentError(f"cannot load the agent {spec!r}: {e}") from e
-        return factory(**options)
+        return factory()
     raise AgentError(
-        f"unknown agent {spec!r}. Agents: search (Optuna TPE over the knobs, no LLM), search:random, "
-        "plugin:package.module:factory. (The Ollama and OpenAI-compatible providers are not built yet.)"
+        f"unknown agent {spec!r}. Agents: ollama:MODEL, openai:MODEL (with --llm-url for a local server), "
+        "search (Optuna TPE over the knobs, no LLM), search:random, plugin:package.module:factory."
     )

@@ -118,11 +118,16 @@ def _ambiguous(search: str, n: int) -> str:
 
 def _did_you_mean(src: list[str], search: list[str]) -> str:
     n = max(1, len(search))
-    target = "\n".join(s.strip() for s in search)
+
+    def code(lines: list[str]) -> str:  # comments differ most often in a model's copy: compare code too
+        return "\n".join(line.split("#", 1)[0].strip() for line in lines)
+
+    target, target_code = "\n".join(s.strip() for s in search), code(search)
     best, best_i = 0.0, 0
     for i in range(0, max(1, len(src) - n + 1)):
-        window = "\n".join(s.strip() for s in src[i : i + n])
-        ratio = difflib.SequenceMatcher(None, target, window, autojunk=False).ratio()
+        window = src[i : i + n]
+        ratio = max(difflib.SequenceMatcher(None, target, "\n".join(s.strip() for s in window), autojunk=False).ratio(),
+                    difflib.SequenceMatcher(None, target_code, code(window), autojunk=False).ratio())
         if ratio > best:
             best, best_i = ratio, i
     first = search[0].strip()[:80] if search else ""

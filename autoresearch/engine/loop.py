@@ -240,6 +240,9 @@ class Engine:
                 self._sleep(min(2.0 ** (self._agent_failures - 1), 60.0))
             return
         self._agent_failures = 0
+        hw = self.config.get("hardware") or {}
+        if (hw.get("cuda") or hw.get("apple_chip")) and hasattr(self.agent, "release"):
+            self.agent.release()  # type: ignore[union-attr]  # the LLM must not hold memory the training needs
         self._poll_control()
         if self._stop:
             return  # a stop arrived while the agent was thinking: nothing was committed or trained

@@ -1,0 +1,140 @@
+"""The LLM researcher: prompts from prompts/, a provider, edit formats with feedback and a fallback chain."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from ..backends import REPO_ROOT
+from .base import AgentContext, AgentError, Proposal
+from .edits import EditError, apply_blocks, apply_knobs, knobs_schema, whole_file
+from .providers import Message, Provider
+
+PROMPTS = REPO_ROOT / "prompts"
+FORMATS = ("search_replace", "whole_file", "knobs")
+_DESC = re.compile(r"^\s*\**description\**\s*:\s*(.+)$", re.I | re.M)
+
+
+def load_prompt(name: str, directory: Path = PROMPTS) -> str:
+    path = directory / f"{name}.md"
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise AgentError(f"the prompt {path} is missing ({e}); restore it from the repository") from None
+
+
+def prompt_digest(directory: Path = PROMPTS) -> str:
+    """Which prompts a run used: sha256 over every prompt file."""
+    h = hashlib.sha256()
+    for p in sorted(directory.glob("*.md")):
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return format(v, spec) if isinstance(v, (int, float)) else "-"
+
+
+def history_table(history: list[dict[str, Any]], limit: int = 40) -> str:
+    if not history:
+        return "No experiments yet."
+    rows = ["| # | status | val_bpb | delta | description |", "|---|---|---|---|---|"]
+    for h in history[-limit:]:
+        rows.append(f"| {h['index']} | {h.get('status') or 'running'} | {_fmt(h.get('val_bpb'), '.6f')} | "
+                    f"{_fmt(h.get('delta'), '+.6f')} | {(h.get('description') or '').replace('|', '/')[:160]} |")
+    if len(history) > limit:
+        rows.insert(0, f"(the last {limit} of {len(history)} experiments)")
+    return "\n".join(rows)
+
+
+def describe(reply: str) -> str:
+    m = _DESC.search(reply)
+    if m:
+        return m.group(1).strip()[:200]
+    for line in reply.splitlines():
+        line = line.strip().strip("#*` ")
+        if line and not line.startswith(("<<<<", "====", ">>>>", "```")):
+            return line[:200]
+    return ""
+
+
+class LLMAgent:
+    def __init__(self, provider: Provider, *, formats: tuple[str, ...] = FORMATS, attempts_per_format: int = 2,
+                 prompts: Path = PROMPTS) -> None:
+        unknown = [f for f in formats if f not in FORMATS]
+        if unknown:
+            raise AgentError(f"unknown edit format(s) {unknown}; formats: {', '.join(FORMATS)}")
+        self.provider = provider
+        self.name = provider.name
+        self.formats = formats
+        self.attempts = attempts_per_format
+        self.prompts = prompts
+
+    # -- prompts ----------------------------------------------------------------------------------------
+    def _user_prompt(self, ctx: AgentContext, fmt: str) -> str:
+        last = ctx.last_outcome or {}
+        last_text = "None yet." if not last else (
+            f"Experiment {last.get('index')}: {last.get('status')}. {last.get('reason') or ''}".strip()
+            + (f"\nEnd of its log:\n```\n{last['log_tail'][-1500:]}\n```" if last.get("log_tail") and last.get("status") not in ("keep", "discard") else ""))
+        return load_prompt("propose", self.prompts).format(
+            hardware=ctx.hardware or "unknown", backend=ctx.backend, device=ctx.profile.get("device", "?"),
+            time_budget=ctx.time_budget, seq_len=ctx.profile.get("seq_len", "?"), vocab_size=ctx.profile.get("vocab_size", "?"),
+            best=_fmt(ctx.best_val_bpb, ".6f"), noise=_fmt(ctx.noise_sigma, ".6f"), history=history_table(ctx.history),
+            last_outcome=last_text, script=ctx.script.rstrip(), format_instructions=load_prompt(f"format_{fmt}", self.prompts),
+        )
+
+    def _apply(self, fmt: str, script: str, reply: str) -> Proposal:
+        if fmt == "knobs":
+            source, description = apply_knobs(script, reply)
+        elif fmt == "whole_file":
+            source, description = whole_file(reply), describe(reply)
+        else:
+            source, description = apply_blocks(script, reply), describe(reply)
+        if not description:
+            raise EditError("Start your answer with one line `Description: <what you change and why>`.")
+        if source == script:
+            raise EditError("The proposal does not change train.py.")
+        return Proposal(description, source, {"agent": self.name, "format": fmt, "prompts": prompt_digest(self.prompts)})
+
+    def _converse(self, ctx: AgentContext, first_user: str, fmt: str, check: Callable[[Proposal], str] | None = None) -> Proposal:
+        messages: list[Message] = [{"role": "system", "content": load_prompt("program", self.prompts)},
+                                   {"role": "user", "content": first_user}]
+        schema = knobs_schema(ctx.script) if fmt == "knobs" else None
+        problem = ""
+        for _ in range(self.attempts):
+            reply = self.provider.chat(messages, schema=schema)
+            try:
+                proposal = self._apply(fmt, ctx.script, reply)
+                proposal.meta["attempts"] = len(messages) // 2
+                return proposal
+            except EditError as e:
+                problem = str(e)
+            messages += [{"role": "assistant", "content": reply},
+                         {"role": "user", "content": f"That could not be applied: {problem}\nAnswer again."}]
+        raise EditError(problem)
+
+    def release(self) -> None:
+        """Unload the model before training where the LLM and the training share memory."""
+        self.provider.release()
+
+    # -- Agent protocol ---------------------------------------------------------------------------------
+    def propose(self, ctx: AgentContext) -> Proposal:
+        problems = []
+        for fmt in self.formats:
+            try:
+                return self._converse(ctx, self._user_prompt(ctx, fmt), fmt)
+            except EditError as e:
+                problems.append(f"{fmt}: {e}")
+        raise AgentError("no usable proposal in any edit format: " + " | ".join(p[:200] for p in problems))
+
+    def repair(self, ctx: AgentContext, proposal: Proposal, feedback: str) -> Proposal | None:
+        fmt = proposal.meta.get("format", self.formats[0])
+        broken = AgentContext(**{**ctx.__dict__, "script": proposal.source})
+        user = self._user_prompt(broken, fmt) + "\n\n" + load_prompt("repair", self.prompts).format(
+            description=proposal.description, feedback=feedback[-3000:], format_instructions="")
+        try:
+            return self._converse(broken, user, fmt)
+        except EditError:
+            return None
