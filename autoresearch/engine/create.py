@@ -7,11 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..backends import get_backend, harness_config
-from ..backends.knobs import render_for_profile
-from ..hardware import Hardware, detect, profile_for
-from ..harness.prepare import load_prepared
-from ..training import deadline_for
+from ..hardware import Hardware
+from ..training import deadline_for, plan_training
 from .rundir import RunDir, RunError
 
 
@@ -58,14 +55,9 @@ def open_or_create(
                            "another --tag to change them.")
         return run, False
     tag = tag or default_tag(runs_dir)
-    overrides = dict(profile_overrides or {})
-    overrides.update({k: v for k, v in {"dataset": dataset, "backend": backend, "time_budget": budget}.items() if v is not None})
-    hw = detect()
-    profile = profile_for(hw, overrides)
-    chosen = get_backend(profile.backend)
-    prepared = load_prepared(profile.dataset, profile.vocab_size, root=data_root)
-    harness = harness_config(profile, prepared.directory, prepared.manifest, seed=seed)
-    source = render_for_profile(chosen.template().read_text(), profile)
+    overrides = dict(profile_overrides or {}, dataset=dataset, backend=backend, time_budget=budget)
+    plan = plan_training(overrides, data_root, seed)
+    hw, profile, prepared = plan.hardware, plan.profile, plan.prepared
     config = {
         "profile": profile.to_dict(),
         "backend": profile.backend,
@@ -79,5 +71,5 @@ def open_or_create(
         "seed": seed,
         "deadline_seconds": deadline_for(profile),
     }
-    run = RunDir.create(runs_dir / tag, source, config, dataclasses.asdict(harness))
+    run = RunDir.create(runs_dir / tag, plan.source, config, dataclasses.asdict(plan.harness))
     return run, True

@@ -28,7 +28,7 @@ from .integrity import check_script, format_report
 from .ledger import Ledger
 from .policy import NoiseEstimate, estimate_noise, make_policy
 from .rundir import RunDir, RunError, RunLock
-from .runner import Runner, RunResult, _tail, kill_orphan
+from .runner import Runner, RunResult, log_tail, kill_orphan
 
 PENDING = "pending"  # marker: train.py is being rewritten for this experiment index
 
@@ -422,7 +422,7 @@ class Engine:
         last_outcome = None
         if last is not None:
             log = next((r.log for r in reversed(last.runs) if r.log), None)
-            tail = _tail(self.run_dir.state / log) if log else ""
+            tail = log_tail(self.run_dir.state / log) if log else ""
             last_outcome = {"index": last.index, "status": last.status, "reason": last.reason, "log_tail": tail}
         history = [{"index": e.index, "status": e.status, "val_bpb": e.val_bpb, "delta": e.delta,
                     "description": e.description} for e in exps]

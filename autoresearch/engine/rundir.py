@@ -135,7 +135,7 @@ class RunDir:
             raise RunError(f"files other than {SCRIPT} changed in {self.path}: {', '.join(changed)}")
         repo.index.add([SCRIPT])
         commit = repo.index.commit(message.strip().splitlines()[0][:200] or f"experiment {index}")
-        repo.git.update_ref(EXP_REF.format(index=index), commit.hexsha)
+        self.mark_experiment(index, commit.hexsha)
         return commit.hexsha
 
     def is_experiment_commit(self, sha: str) -> bool:

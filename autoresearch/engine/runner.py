@@ -87,7 +87,7 @@ def kill_orphan(pid_file: Path) -> bool:
     return alive
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path, lines: int = 30) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -158,7 +158,7 @@ class Runner:
                 pid_file.unlink(missing_ok=True)
         wall = time.monotonic() - started
         result = RunResult(status="crash", returncode=proc.returncode, wall_seconds=wall,
-                           peak_memory_mb=peak / 2**20, log_path=log_path, tail=_tail(log_path))
+                           peak_memory_mb=peak / 2**20, log_path=log_path, tail=log_tail(log_path))
         result.metrics = _read_metrics(metrics_path)
         if self._interrupted.is_set():
             result.status, result.reason = "interrupted", "stopped before the training finished"
