@@ -154,13 +154,16 @@ def _stamp(line: str) -> None:
 @click.option("--agent", "agent_spec", metavar="SPEC",
               help="The researcher: ollama:MODEL, openai:MODEL, search (no LLM), plugin:module:factory. Not needed for the baseline alone.")
 @click.option("--llm-url", help="Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1).")
+@click.option("--edit-format", "edit_formats", multiple=True, type=click.Choice(["search_replace", "whole_file", "knobs"]),
+              help="How the LLM writes its change; repeat for a fallback chain. Default: chosen per model (config [agent]).")
+@click.option("--pull", is_flag=True, help="Pull a missing Ollama model without asking.")
 @click.option("--max-experiments", type=int, help="Stop after N more experiments have an outcome (a new run's first is the baseline).")
 @click.option("--policy", type=click.Choice(["noise", "greedy"]),
               help="noise (default): keep only improvements clearly above the measured noise; greedy: upstream's rule.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where runs live. Default: ./runs or the config's.")
 def run(headless: bool, tag: str | None, dataset: str | None, backend: str | None, budget: float | None,
-        agent_spec: str | None, llm_url: str | None, max_experiments: int | None, policy: str | None,
-        runs_dir: Path | None) -> None:
+        agent_spec: str | None, llm_url: str | None, edit_formats: tuple[str, ...], pull: bool,
+        max_experiments: int | None, policy: str | None, runs_dir: Path | None) -> None:
     """Create or resume a run and research until stopped (Ctrl-C stops after the current experiment)."""
     from .agent.base import load_agent
     from .engine.create import open_or_create
@@ -171,11 +174,13 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     settings = config_mod.load()
     runs = runs_dir or settings.runs_dir
     run_dir, created = open_or_create(runs, tag, dataset=dataset, backend=backend, budget=budget, agent=agent_spec,
-                                      policy=policy, profile_overrides=settings.profile_overrides,
+                                      llm_url=llm_url, policy=policy, profile_overrides=settings.profile_overrides,
                                       data_root=settings.data_dir)
     cfg = run_dir.config()
     spec = agent_spec or cfg.get("agent")
-    agent = load_agent(spec, base_url=llm_url, host=settings.ollama_host) if spec else None
+    agent = load_agent(spec, config=settings.agent, base_url=llm_url or cfg.get("llm_url"), host=settings.ollama_host,
+                       formats=list(edit_formats) or None) if spec else None
+    _check_ollama_model(agent, pull)
     _stamp(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
     _stamp(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
@@ -185,6 +190,32 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     reason = engine.run()
     if reason.startswith("the baseline failed"):
         sys.exit(1)
+
+
+def _check_ollama_model(agent: Any, pull: bool) -> None:
+    """Before a night's run: is the Ollama server up, does it have the model? Offer to pull it."""
+    from .agent.base import AgentError, AgentUnavailable
+    from .agent.ollama import OllamaProvider
+    from .progress import TqdmProgress
+
+    provider = getattr(agent, "provider", None)
+    if not isinstance(provider, OllamaProvider):
+        return
+    try:
+        if provider.has_model():
+            return
+    except AgentUnavailable as e:
+        raise AgentError(f"{e}. Start Ollama (the app, or `ollama serve`), or point OLLAMA_HOST or [llm] ollama_host "
+                         "in the config at a running server, then run again.") from None
+    if not pull:
+        if not sys.stdin.isatty():
+            raise AgentError(f"Ollama at {provider.host} does not have {provider.model}: `ollama pull {provider.model}`, "
+                             "or run again with --pull")
+        if not click.confirm(f"Ollama at {provider.host} does not have {provider.model}. Pull it now?", default=True):
+            raise click.Abort()
+    _stamp(f"pulling {provider.model} from the Ollama library through {provider.host}")
+    provider.pull(TqdmProgress())
+    _stamp(f"pulled {provider.model}")
 
 
 @main.command()

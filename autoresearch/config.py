@@ -9,6 +9,10 @@
     data_dir = "~/.cache/autoresearch/data"
     [profile]                                 # any field of hardware.Profile, e.g.
     time_budget = 300
+    [agent]                                   # see autoresearch/agent/options.py
+    formats = ["search_replace", "whole_file", "knobs"]
+    [agent.models."qwen2.5-coder:1.5b*"]
+    formats = ["knobs"]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Settings:
     runs_dir: Path = field(default_factory=lambda: Path("runs"))
     data_dir: Path = field(default_factory=paths.data_root)
     profile_overrides: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)  # the [agent] table (per-model settings)
     source: Path | None = None  # the config file read, if any
 
 
@@ -71,6 +76,7 @@ def load(path: Path | None = None) -> Settings:
     if "data_dir" in dirs:
         settings.data_dir = Path(dirs["data_dir"]).expanduser()
     settings.profile_overrides = dict(raw.get("profile", {}))
+    settings.agent = dict(raw.get("agent", {}))
     if os.environ.get("OLLAMA_HOST"):
         settings.ollama_host = os.environ["OLLAMA_HOST"]
     if os.environ.get("AUTORESEARCH_RUNS_DIR"):

@@ -1,7 +1,9 @@
 """A scripted agent: the test double for the loop (never the product's agent).
 
 Its proposals are search/replace edits of the current script, read from the JSON file named by
-AR_SCRIPTED_EDITS: a list of {"description": str, "replace": [[old, new], ...]}. It cycles through the list.
+AR_SCRIPTED_EDITS: a list of {"description": str, "replace": [[old, new], ...], "repair": [[old, new], ...]?}. It
+cycles through the list. ``repair`` (optional) is applied to a proposal the engine sends back (a crash, a
+rejection); without it the agent gives up on that proposal.
 Load it with `--agent plugin:scripted_agent:make` (tests/ on PYTHONPATH) or construct ScriptedAgent directly.
 """
 
@@ -34,7 +36,15 @@ class ScriptedAgent:
 
     def repair(self, ctx: AgentContext, proposal: Proposal, feedback: str) -> Proposal | None:
         self.repairs.append(feedback)
-        return None
+        edit = next((e for e in self.edits if e["description"] == proposal.description), None)
+        if not edit or not edit.get("repair"):
+            return None
+        source = proposal.source
+        for old, new in edit["repair"]:
+            if old not in source:
+                return None
+            source = source.replace(old, new, 1)
+        return Proposal(edit["description"] + " (repaired)", source, {"scripted": self.calls, "repair": True})
 
 
 def make() -> ScriptedAgent:

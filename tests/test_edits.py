@@ -75,6 +75,10 @@ def test_knobs_json() -> None:
     knobs = read_knobs(new)
     assert (knobs["DEPTH"].value, knobs["MATRIX_LR"].value, desc) == (5, 0.03, "deeper")
     assert apply_knobs(SRC, '{"changes": {"DEPTH": 6.0}}')[0].count("DEPTH = 6  #") == 1
+    # a small model that copies the schema's wording (Gemma 3 270M did) gets a description from its changes
+    copied = '{"description": "one line: what you change and why", "changes": {"DEPTH": 5}}'
+    assert apply_knobs(SRC, copied)[1] == "DEPTH 4 -> 5"
+    assert apply_knobs(SRC, '{"changes": {"DEPTH": 5, "MATRIX_LR": 0.03}}')[1] == "DEPTH 4 -> 5, MATRIX_LR 0.04 -> 0.03"
     for reply, msg in [("not json", "not valid JSON"), ('{"changes": {}}', "at least one"),
                        ('{"changes": {"DEPHT": 5}}', "not a knob"), ('{"changes": {"VALUE_EMBEDS": 1}}', "must be a bool"),
                        ('{"changes": {"DEPTH": 4}}', "same as now")]:

@@ -86,7 +86,8 @@ def test_crash_and_rejected_proposals_cost_no_best(tmp_path: Path, stdlib_small:
     assert "AttributeError" in (run.state / exps[1].runs[0].log).read_text()
     rejected = [e for e in ledger.events() if e["event"] == "agent_error"]
     assert len(rejected) == 1 and "subprocess" in rejected[0]["message"]
-    assert agent.repairs and "subprocess" in agent.repairs[0]  # the integrity report went back to the agent
+    assert "AttributeError" in agent.repairs[0]  # the crash's traceback went back to the agent (it declined)
+    assert "subprocess" in agent.repairs[1]  # so did the integrity report
     assert run.head() == exps[0].commit and run.foreign_changes() == []
 
 
@@ -256,3 +257,35 @@ def test_low_disk_pauses_instead_of_failing(tmp_path: Path, stdlib_small: Prepar
     assert any("paused: only" in line and "Free some space" in line for line in lines)
     assert Ledger(run.path).experiments() == []  # nothing was started, nothing lost
     assert any(e["event"] == "paused" and "disk" in e["reason"] for e in Ledger(run.path).events())
+
+
+def test_a_crashed_change_is_repaired_by_the_agent_and_trained_again(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, TEMPLATE)
+    typo = {**CRASH, "repair": [["self.embedding(idx)", "self.embed(idx)"], ["MATRIX_LR = 0.04", "MATRIX_LR = 0.03"]]}
+    agent = ScriptedAgent([typo])
+    Engine(run, agent, EngineOptions(max_experiments=2, policy="greedy"), log=lambda s: None).run()
+    ledger = Ledger(run.path)
+    base, exp = ledger.experiments()
+    assert exp.status in ("keep", "discard") and exp.repairs == 1
+    assert "AttributeError" in agent.repairs[0] and "Traceback" in agent.repairs[0]  # the agent saw the traceback
+    assert [r.outcome for r in exp.runs] == ["crash", "ok"]
+    logs = [run.state / r.log for r in exp.runs]
+    assert logs[0] != logs[1] and "AttributeError" in logs[0].read_text()  # the crashed version's log is kept
+    assert exp.description == "a typo (repaired)"
+    assert "MATRIX_LR = 0.03" in run.repo.git.show(f"{exp.commit}:train.py")
+    repaired = [e for e in ledger.events() if e["event"] == "experiment_repaired"]
+    assert len(repaired) == 1 and repaired[0]["commit"] == exp.commit and repaired[0]["after"] == "crash"
+    rows = read_results_tsv(run.state / "results.tsv")
+    assert rows[1].description == "a typo (repaired)" and rows[1].status == exp.status
+
+
+def test_a_repair_that_crashes_again_ends_the_experiment_as_a_crash(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, TEMPLATE)
+    stubborn = {**CRASH, "repair": [["MATRIX_LR = 0.04", "MATRIX_LR = 0.041"]]}  # changes something, not the typo
+    agent = ScriptedAgent([stubborn])
+    Engine(run, agent, EngineOptions(max_experiments=2, policy="greedy", max_crash_repairs=1), log=lambda s: None).run()
+    base, exp = Ledger(run.path).experiments()
+    assert exp.status == "crash" and exp.repairs == 1
+    assert [r.outcome for r in exp.runs] == ["crash", "crash"]
+    assert len(agent.repairs) == 1  # bounded: one repair allowed
+    assert run.head() == base.commit and run.foreign_changes() == []

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from autoresearch.agent.base import AgentContext, AgentError, AgentUnavailable, load_agent
 from autoresearch.agent.llm import LLMAgent
-from autoresearch.agent.providers import OllamaProvider, OpenAIProvider
+from autoresearch.agent.ollama import OllamaProvider
+from autoresearch.agent.providers import OpenAIProvider
 from autoresearch.backends import REPO_ROOT
 from autoresearch.backends.knobs import read_knobs
+
+sys.path.insert(0, str(Path(__file__).parent))
+from llm_servers import FakeLLM, LLMServer  # noqa: E402
 
 SRC = (REPO_ROOT / "train_torch.py").read_text()
 GOOD = ("Description: raise the Muon learning rate\n<<<<<<< SEARCH\nMATRIX_LR = 0.04  # Muon, for the 2-D weights inside the blocks\n"
@@ -23,46 +25,14 @@ GOOD = ("Description: raise the Muon learning rate\n<<<<<<< SEARCH\nMATRIX_LR = 
 MISS = "Description: oops\n<<<<<<< SEARCH\nMATRIX_LR = 0.4\n=======\nMATRIX_LR = 0.05\n>>>>>>> REPLACE\n"
 
 
-class Scripted(BaseHTTPRequestHandler):
-    """Answers each request with the next scripted item: a reply text, an HTTP status int, or 'hang'."""
-
-    script: list[Any] = []
-    seen: list[dict] = []
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-        item = type(self).script.pop(0) if type(self).script else "Description: nothing"
-        if item == "hang":
-            time.sleep(3)
-            return
-        if isinstance(item, int):
-            self.send_response(item)
-            self.end_headers()
-            return
-        if self.path.endswith("/chat/completions"):
-            payload = {"choices": [{"message": {"role": "assistant", "content": item}}]} if item != "garbage" else {"nope": 1}
-        else:  # ollama /api/chat
-            payload = {"model": body["model"], "created_at": "2026-11-28T00:00:00Z",
-                       "message": {"role": "assistant", "content": item}, "done": True}
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a: object) -> None:
-        pass
+Scripted = FakeLLM
 
 
 @pytest.fixture()
 def server() -> Iterator[str]:
-    Scripted.script, Scripted.seen = [], []
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+    srv = LLMServer()
+    yield srv.url
+    srv.close()
 
 
 def _ctx() -> AgentContext:
@@ -126,7 +96,7 @@ def test_server_errors_retry_then_report_unavailable(server: str) -> None:
 def test_timeouts_and_refused_connections_are_unavailable(server: str) -> None:
     Scripted.script = ["hang", "hang"]
     with pytest.raises(AgentUnavailable, match="unreachable"):
-        LLMAgent(OpenAIProvider("tiny", server + "/v1", timeout=0.5, attempts=2, backoff=0.01)).propose(_ctx())
+        LLMAgent(OpenAIProvider("tiny", server + "/v1", read_timeout=0.5, attempts=2, backoff=0.01)).propose(_ctx())
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -163,3 +133,143 @@ def test_repair_uses_the_broken_script_and_the_feedback(server: str) -> None:
     fixed = agent.repair(_ctx(), Proposal("add subprocess", broken, {"format": "search_replace"}), "line 17: subprocess is not allowed")
     assert fixed is not None and "import subprocess" not in fixed.source
     assert "subprocess is not allowed" in Scripted.seen[0]["body"]["messages"][1]["content"]
+
+
+# -- streaming --------------------------------------------------------------------------------------------
+def test_openai_replies_stream_and_report_progress(server: str) -> None:
+    Scripted.script = [GOOD]
+    agent = _openai(server)
+    pieces: list[str] = []
+    agent.on_text = pieces.append
+    p = agent.propose(_ctx())
+    assert Scripted.seen[0]["body"]["stream"] is True
+    assert len(pieces) > 10 and "".join(pieces) == GOOD  # it arrived in pieces, all of it
+    assert p.meta["reply_chars"] == len(GOOD) and p.meta["seconds"] >= 0
+    Scripted.script = [GOOD]
+    plain = LLMAgent(OpenAIProvider("tiny", server + "/v1", stream=False)).propose(_ctx())
+    assert Scripted.seen[-1]["body"]["stream"] is False and plain.description == p.description
+
+
+def test_a_malformed_or_failing_stream(server: str) -> None:
+    Scripted.script = [{"raw": ['{"choices": [{"delta": {"content": "Descr"}}]}', "{not json"]}]
+    with pytest.raises(AgentError, match="malformed stream chunk"):
+        _openai(server).provider.chat([{"role": "user", "content": "hi"}])
+    Scripted.script = [{"raw": ['{"error": {"message": "model crashed"}}']}] * 3
+    with pytest.raises(AgentUnavailable, match="model crashed"):
+        _openai(server).provider.chat([{"role": "user", "content": "hi"}])
+
+
+def test_a_model_that_writes_forever_is_cut_off(server: str) -> None:
+    Scripted.script = [{"text": "la " * 40, "gap": 0.05}]
+    provider = OpenAIProvider("tiny", server + "/v1", reply_seconds=0.3, read_timeout=5)
+    with pytest.raises(AgentError, match="still writing its reply after"):
+        provider.chat([{"role": "user", "content": "hi"}])
+
+
+def test_structured_output_falls_back_to_what_the_server_takes(server: str) -> None:
+    # llama-cpp-python's server answers json_schema with a 500 naming response_format (seen for real)
+    rejected = {"status": 500, "body": '{"error": {"message": "response_format.type: Input should be \'text\' or \'json_object\'"}}'}
+    knobs = '{"description": "one more layer", "changes": {"DEPTH": 5}}'
+    Scripted.script = [rejected, knobs, knobs]
+    provider = OpenAIProvider("tiny", server + "/v1", backoff=0.01)
+    agent = LLMAgent(provider, formats=("knobs",))
+    p = agent.propose(_ctx())
+    assert read_knobs(p.source)["DEPTH"].value == 5
+    formats = [s["body"].get("response_format", {}).get("type") for s in Scripted.seen]
+    assert formats == ["json_schema", "json_object"] and "schema" in Scripted.seen[1]["body"]["response_format"]
+    agent.propose(_ctx())  # the next request goes straight to what worked
+    assert Scripted.seen[2]["body"]["response_format"]["type"] == "json_object" and len(Scripted.seen) == 3
+    prompt = Scripted.seen[0]["body"]["messages"][1]["content"]
+    assert "The knobs now:" in prompt and "DEPTH = 4" in prompt  # the knobs format lists names and values
+
+
+# -- Ollama: models, pull, release --------------------------------------------------------------------------
+def test_ollama_lists_and_pulls_models_with_progress(server: str) -> None:
+    from autoresearch.progress import RecordingProgress
+
+    FakeLLM.models = {"llama3.2:latest": 2_000_000_000}
+    provider = OllamaProvider("qwen2.5-coder:7b", server)
+    assert provider.installed() == {"llama3.2:latest": 2_000_000_000}
+    assert OllamaProvider("llama3.2", server).has_model()  # no tag means :latest
+    assert not provider.has_model()
+    progress = RecordingProgress()
+    provider.pull(progress)
+    assert provider.has_model()
+    assert [(t.total, t.done, t.closed) for t in progress.tasks] == [(3_000_000, 3_000_000, True), (40_000, 40_000, True)]
+    assert "pulling manifest" in " ".join(progress.messages)
+
+
+def test_ollama_streams_and_unloads_only_when_memory_is_shared(server: str) -> None:
+    Scripted.script = [GOOD]
+    agent = load_agent("ollama:qwen2.5-coder:7b", host=server)
+    pieces: list[str] = []
+    agent.on_text = pieces.append  # type: ignore[attr-defined]
+    agent.propose(_ctx())
+    assert Scripted.seen[0]["body"]["stream"] is True and "".join(pieces) == GOOD
+    agent.release(shared_memory=False)  # type: ignore[attr-defined]
+    assert not [s for s in Scripted.seen if s["path"] == "/api/generate"]
+    agent.release(shared_memory=True)  # type: ignore[attr-defined]
+    unload = [s for s in Scripted.seen if s["path"] == "/api/generate"]
+    assert len(unload) == 1 and unload[0]["body"]["keep_alive"] == 0
+    always = load_agent("ollama:m", host=server, config={"unload_before_training": True})
+    always.release(shared_memory=False)  # type: ignore[attr-defined]
+    assert len([s for s in Scripted.seen if s["path"] == "/api/generate"]) == 2
+
+
+def test_ollama_missing_model_says_how_to_pull(server: str) -> None:
+    Scripted.script = [{"status": 404, "body": '{"error": "model \\"m\\" not found, try pulling it first"}'}]
+    with pytest.raises(AgentError, match="ollama pull m"):
+        LLMAgent(OllamaProvider("m", server, backoff=0.01)).propose(_ctx())
+
+
+# -- Anthropic -------------------------------------------------------------------------------------------------
+def test_anthropic_messages_stream(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    Scripted.script = [GOOD]
+    agent = load_agent("anthropic:claude-x", base_url=server)
+    p = agent.propose(_ctx())
+    assert p.description == "raise the Muon learning rate"
+    req = Scripted.seen[0]
+    assert req["path"] == "/v1/messages" and req["x-api-key"] == "sk-ant-test" and req["auth"] is None
+    assert "lowest validation bits per byte" in req["body"]["system"]
+    assert [m["role"] for m in req["body"]["messages"]] == ["user"] and req["body"]["stream"] is True
+    Scripted.script = [529, 529, 529]
+    with pytest.raises(AgentUnavailable, match="HTTP 529"):
+        load_agent("anthropic:claude-x", base_url=server, config={"attempts_per_format": 1}).propose(_ctx())
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    with pytest.raises(AgentError, match="ANTHROPIC_API_KEY"):
+        load_agent("anthropic:claude-x", base_url=server).propose(_ctx())
+
+
+# -- per-model settings -------------------------------------------------------------------------------------
+def test_formats_are_chosen_per_model() -> None:
+    from autoresearch.agent.options import model_size_billions, resolve
+
+    assert model_size_billions("qwen2.5-coder:7b") == 7 and model_size_billions("gemma3:270m") == 0.27
+    assert model_size_billions("qwen2.5-coder:1.5b-instruct-q4_K_M") == 1.5 and model_size_billions("gpt-4o") is None
+    assert resolve("gemma3:270m")["formats"][0] == "knobs"  # small models start with the constrained format
+    assert resolve("qwen2.5-coder:14b")["formats"] == ["search_replace", "whole_file", "knobs"]
+    config = {"max_tokens": 2048, "models": {"qwen2.5-coder:*": {"formats": ["whole_file"]}}}
+    assert resolve("qwen2.5-coder:14b", config) == {"formats": ["whole_file"], "max_tokens": 2048}
+    assert resolve("qwen2.5-coder:14b", config, formats=["knobs"], max_tokens=None)["formats"] == ["knobs"]
+    with pytest.raises(AgentError, match="unknown setting 'format'"):
+        resolve("m", {"format": "knobs"})
+    with pytest.raises(AgentError, match="formats must be"):
+        resolve("m", {"models": {"*": {"formats": ["diff"]}}})
+    agent = load_agent("openai:gemma3-270m", base_url="http://127.0.0.1:9/v1")
+    assert agent.formats == ("knobs", "search_replace")  # type: ignore[attr-defined]
+
+
+def test_run_start_checks_the_ollama_model(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoresearch.cli import _check_ollama_model
+
+    agent = load_agent("ollama:qwen2.5-coder:7b", host=server)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    with pytest.raises(AgentError, match=r"does not have qwen2.5-coder:7b: `ollama pull qwen2.5-coder:7b`, or run again with --pull"):
+        _check_ollama_model(agent, pull=False)
+    _check_ollama_model(agent, pull=True)
+    assert "qwen2.5-coder:7b" in FakeLLM.models and [s for s in Scripted.seen if s["path"] == "/api/pull"]
+    _check_ollama_model(agent, pull=False)  # now installed: nothing asked
+    down = load_agent("ollama:m", host="http://127.0.0.1:9")
+    with pytest.raises(AgentError, match="Start Ollama"):
+        _check_ollama_model(down, pull=False)

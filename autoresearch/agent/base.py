@@ -51,19 +51,20 @@ class Agent(Protocol):
         """A fixed proposal after ``feedback`` (integrity violations, a crash's traceback), or None to give up."""
         ...
 
+# Optional, duck-typed: ``release(shared_memory: bool)`` frees the model's memory before a training;
+# ``on_text`` (attribute) receives the reply as it streams, for progress.
 
-def load_agent(spec: str, **options: Any) -> Agent:
-    """An agent from its spec; options: base_url (openai), host (ollama). ``plugin:module:factory`` calls factory()."""
+
+def load_agent(spec: str, *, config: dict[str, Any] | None = None, **flags: Any) -> Agent:
+    """An agent from its spec. ``config``: the config's ``[agent]`` table; ``flags``: base_url (openai,
+    anthropic), host (ollama), formats, ... (None = not given). ``plugin:module:factory`` calls factory()."""
     kind, _, rest = spec.partition(":")
-    if kind in ("openai", "ollama"):
+    if kind in ("openai", "ollama", "anthropic"):
         if not rest:
             raise AgentError(f"name the model: {kind}:MODEL (e.g. {kind}:qwen2.5-coder:7b)")
-        from .llm import LLMAgent
-        from .providers import OllamaProvider, OpenAIProvider
+        from .llm import make_llm_agent
 
-        provider = (OpenAIProvider(rest, options.get("base_url")) if kind == "openai"
-                    else OllamaProvider(rest, options.get("host")))
-        return LLMAgent(provider)
+        return make_llm_agent(kind, rest, config=config, **flags)
     if kind == "search":
         from .search import SearchAgent
 
@@ -78,6 +79,6 @@ def load_agent(spec: str, **options: Any) -> Agent:
             raise AgentError(f"cannot load the agent {spec!r}: {e}") from e
         return factory()
     raise AgentError(
-        f"unknown agent {spec!r}. Agents: ollama:MODEL, openai:MODEL (with --llm-url for a local server), "
+        f"unknown agent {spec!r}. Agents: ollama:MODEL, openai:MODEL (with --llm-url for a local server), anthropic:MODEL, "
         "search (Optuna TPE over the knobs, no LLM), search:random, plugin:package.module:factory."
     )

@@ -186,6 +186,9 @@ def knobs_schema(source: str) -> dict[str, Any]:
     }
 
 
+_PLACEHOLDER = re.compile(r"^\W*(one line\W*)?what you change(d)? and why\W*$", re.I)
+
+
 def apply_knobs(source: str, reply: str) -> tuple[str, str]:
     """(new source, description) from a knobs JSON reply {"description": ..., "changes": {NAME: value}}."""
     text = reply.strip()
@@ -214,5 +217,8 @@ def apply_knobs(source: str, reply: str) -> tuple[str, str]:
         new = set_knobs(source, changes)
     except KnobError as e:
         raise EditError(str(e)) from None
-    description = str(data.get("description") or "").strip() or ", ".join(f"{k}={v}" for k, v in changes.items())
-    return new, description.splitlines()[0]
+    summary = ", ".join(f"{k} {knobs[k].value!r} -> {v!r}" for k, v in changes.items())
+    description = (str(data.get("description") or "").strip().splitlines() or [""])[0]
+    if not description or _PLACEHOLDER.search(description):  # small models copy the schema's own wording
+        description = summary
+    return new, description

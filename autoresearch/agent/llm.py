@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ..backends import REPO_ROOT
+from ..backends.knobs import read_knobs
 from .base import AgentContext, AgentError, Proposal
 from .edits import EditError, apply_blocks, apply_knobs, knobs_schema, whole_file
-from .providers import Message, Provider
+from .options import FORMATS, resolve
+from .providers import Message, OnText, OpenAIProvider, Provider
 
 PROMPTS = REPO_ROOT / "prompts"
-FORMATS = ("search_replace", "whole_file", "knobs")
 _DESC = re.compile(r"^\s*\**description\**\s*:\s*(.+)$", re.I | re.M)
 
 
@@ -60,17 +62,48 @@ def describe(reply: str) -> str:
     return ""
 
 
+def knobs_listing(script: str) -> str:
+    lines = []
+    for name, knob in read_knobs(script).items():
+        lines.append(f"{name} = {knob.value!r}" + (f"  # {knob.comment}" if knob.comment else ""))
+    return "The knobs now:\n" + "\n".join(lines)
+
+
+def make_llm_agent(kind: str, model: str, *, config: dict[str, Any] | None = None, **flags: Any) -> "LLMAgent":
+    """An LLM agent for ``kind:model`` with its per-model settings (see options.py)."""
+    opts = resolve(model, config, **{k: v for k, v in flags.items() if k not in ("host",)})
+    common = {k: opts[k] for k in ("max_tokens", "temperature", "reply_seconds", "read_timeout") if k in opts}
+    provider: Provider
+    if kind == "openai":
+        provider = OpenAIProvider(model, opts.get("base_url"), api_key=opts.get("api_key"), **common)
+    elif kind == "anthropic":
+        from .anthropic import AnthropicProvider
+
+        provider = AnthropicProvider(model, opts.get("base_url"), api_key=opts.get("api_key"), **common)
+    else:
+        from .ollama import OllamaProvider
+
+        extra = {k: opts[k] for k in ("keep_alive", "max_ctx") if k in opts}
+        provider = OllamaProvider(model, flags.get("host"), **common, **extra)
+    return LLMAgent(provider, formats=tuple(opts["formats"]), attempts_per_format=int(opts.get("attempts_per_format", 2)),
+                    unload=opts.get("unload_before_training", "auto"))
+
+
 class LLMAgent:
     def __init__(self, provider: Provider, *, formats: tuple[str, ...] = FORMATS, attempts_per_format: int = 2,
-                 prompts: Path = PROMPTS) -> None:
+                 prompts: Path = PROMPTS, unload: bool | str = "auto") -> None:
         unknown = [f for f in formats if f not in FORMATS]
-        if unknown:
+        if unknown or not formats:
             raise AgentError(f"unknown edit format(s) {unknown}; formats: {', '.join(FORMATS)}")
+        if unload not in (True, False, "auto"):
+            raise AgentError(f"unload_before_training is true, false or \"auto\", not {unload!r}")
         self.provider = provider
         self.name = provider.name
         self.formats = formats
         self.attempts = attempts_per_format
         self.prompts = prompts
+        self.unload = unload
+        self.on_text: OnText | None = None  # set by the engine: the reply as it streams (progress)
 
     # -- prompts ----------------------------------------------------------------------------------------
     def _user_prompt(self, ctx: AgentContext, fmt: str) -> str:
@@ -82,8 +115,12 @@ class LLMAgent:
             hardware=ctx.hardware or "unknown", backend=ctx.backend, device=ctx.profile.get("device", "?"),
             time_budget=ctx.time_budget, seq_len=ctx.profile.get("seq_len", "?"), vocab_size=ctx.profile.get("vocab_size", "?"),
             best=_fmt(ctx.best_val_bpb, ".6f"), noise=_fmt(ctx.noise_sigma, ".6f"), history=history_table(ctx.history),
-            last_outcome=last_text, script=ctx.script.rstrip(), format_instructions=load_prompt(f"format_{fmt}", self.prompts),
+            last_outcome=last_text, script=ctx.script.rstrip(), format_instructions=self._format_instructions(fmt, ctx.script),
         )
+
+    def _format_instructions(self, fmt: str, script: str) -> str:
+        text = load_prompt(f"format_{fmt}", self.prompts)
+        return text + "\n" + knobs_listing(script) if fmt == "knobs" else text
 
     def _apply(self, fmt: str, script: str, reply: str) -> Proposal:
         if fmt == "knobs":
@@ -98,16 +135,31 @@ class LLMAgent:
             raise EditError("The proposal does not change train.py.")
         return Proposal(description, source, {"agent": self.name, "format": fmt, "prompts": prompt_digest(self.prompts)})
 
+    def _chat(self, messages: list[Message], schema: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+        t0 = time.perf_counter()
+        chars = 0
+
+        def on_text(piece: str) -> None:
+            nonlocal chars
+            chars += len(piece)
+            if self.on_text:
+                self.on_text(piece)
+
+        reply = self.provider.chat(messages, schema=schema, on_text=on_text)
+        return reply, {"seconds": round(time.perf_counter() - t0, 2), "reply_chars": len(reply)}
+
     def _converse(self, ctx: AgentContext, first_user: str, fmt: str, check: Callable[[Proposal], str] | None = None) -> Proposal:
         messages: list[Message] = [{"role": "system", "content": load_prompt("program", self.prompts)},
                                    {"role": "user", "content": first_user}]
         schema = knobs_schema(ctx.script) if fmt == "knobs" else None
         problem = ""
+        seconds = 0.0
         for _ in range(self.attempts):
-            reply = self.provider.chat(messages, schema=schema)
+            reply, stats = self._chat(messages, schema)
+            seconds += stats["seconds"]
             try:
                 proposal = self._apply(fmt, ctx.script, reply)
-                proposal.meta["attempts"] = len(messages) // 2
+                proposal.meta.update(attempts=len(messages) // 2, seconds=round(seconds, 2), reply_chars=stats["reply_chars"])
                 return proposal
             except EditError as e:
                 problem = str(e)
@@ -115,9 +167,10 @@ class LLMAgent:
                          {"role": "user", "content": f"That could not be applied: {problem}\nAnswer again."}]
         raise EditError(problem)
 
-    def release(self) -> None:
-        """Unload the model before training where the LLM and the training share memory."""
-        self.provider.release()
+    def release(self, shared_memory: bool = True) -> None:
+        """Unload the model before training where the LLM and the training share memory (or as configured)."""
+        if self.unload is True or (self.unload == "auto" and shared_memory):
+            self.provider.release()
 
     # -- Agent protocol ---------------------------------------------------------------------------------
     def propose(self, ctx: AgentContext) -> Proposal:

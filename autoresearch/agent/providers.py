@@ -1,34 +1,40 @@
-"""Chat providers: Ollama (default, local or remote) and any OpenAI-compatible endpoint.
+"""Chat providers: how a list of messages becomes the model's reply text.
 
-A provider turns messages into the model's reply text. Unreachable servers, timeouts, 429 and 5xx are
-retried with backoff and then raised as ``AgentUnavailable`` (the loop waits; it does not spend an
-experiment). Keys come only from the environment or the config and are never logged.
+``openai:MODEL`` here (any OpenAI-compatible endpoint); ``ollama:MODEL`` in ollama.py; ``anthropic:MODEL`` in
+anthropic.py. Replies are streamed: a slow local model is judged by the gap between tokens (``read_timeout``),
+not by the length of its answer, and the caller sees progress (``on_text``). Unreachable servers, timeouts,
+429 and 5xx are retried with backoff and then raised as ``AgentUnavailable`` (the loop waits; it does not
+spend an experiment). Keys come only from the environment or the config and are never logged.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import httpx
 
 from .base import AgentError, AgentUnavailable
 
 Message = dict[str, str]
+OnText = Callable[[str], None]  # called with each piece of the reply as it arrives
 
 
 class Provider(Protocol):
     name: str
+    model: str
 
-    def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None) -> str: ...
+    def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None,
+             on_text: OnText | None = None) -> str: ...
 
     def release(self) -> None:
         """Free the model's memory before training (unified memory, one GPU)."""
         ...
 
 
-def _retrying(call, *, attempts: int, backoff: float, what: str):  # type: ignore[no-untyped-def]
+def retrying(call: Callable[[], str], *, attempts: int, backoff: float, what: str) -> str:
     last: Exception | None = None
     for attempt in range(attempts):
         try:
@@ -44,82 +50,130 @@ def estimate_tokens(messages: list[Message]) -> int:
     return sum(len(m["content"]) for m in messages) // 3 + 16
 
 
-class OpenAIProvider:
-    """POST {base_url}/chat/completions (LM Studio, vLLM, llama.cpp server, hosted APIs)."""
+class Deadline:
+    """A whole reply must arrive within ``seconds``: a model that loops forever is cut off, not waited for."""
 
-    def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 600.0,
-                 attempts: int = 3, backoff: float = 2.0, max_tokens: int = 4096, temperature: float = 0.7) -> None:
+    def __init__(self, seconds: float, what: str) -> None:
+        self.end, self.seconds, self.what = time.monotonic() + seconds, seconds, what
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise AgentError(f"{self.what} was still writing its reply after {self.seconds:.0f}s; "
+                             "use a faster model or raise [agent] reply_seconds in the config")
+
+
+def sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """The ``data:`` payloads of a server-sent event stream, up to ``[DONE]``."""
+    for line in lines:
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            if data:
+                yield data
+
+
+class FormatRejected(AgentError):
+    """The server does not support the structured-output request it was sent (try the next kind)."""
+
+
+def http_failure(url: str, r: httpx.Response, *, structured: bool = False) -> AgentError:
+    """The exception for an HTTP error status (read body): 429/5xx are worth waiting for, other 4xx are not."""
+    text = r.text[:300]
+    if structured and ("response_format" in r.text or "json_schema" in r.text):
+        return FormatRejected(f"{url} does not take this structured output: HTTP {r.status_code} {text}")
+    if r.status_code == 429 or r.status_code >= 500:
+        return AgentUnavailable(f"{url} answered HTTP {r.status_code} {text}".rstrip())
+    return AgentError(f"{url} refused the request: HTTP {r.status_code} {text}".rstrip())
+
+
+# Structured output, best first: OpenAI's json_schema; llama.cpp / LM Studio style json_object with a schema;
+# plain JSON mode; nothing (the format's prompt still asks for the JSON). A server that rejects one gets the next.
+RESPONSE_FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
+
+
+def response_format(mode: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "change", "schema": schema}}
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": schema}
+    if mode == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+class OpenAIProvider:
+    """POST {base_url}/chat/completions, streamed (LM Studio, vLLM, llama.cpp server, hosted APIs)."""
+
+    def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
+                 read_timeout: float = 300.0, reply_seconds: float = 1800.0, attempts: int = 3, backoff: float = 2.0,
+                 max_tokens: int = 4096, temperature: float = 0.7, stream: bool = True) -> None:
         self.model = model
         self.name = f"openai:{model}"
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
         self._key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
-        self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
-        self.max_tokens, self.temperature = max_tokens, temperature
+        self.read_timeout, self.reply_seconds, self.attempts, self.backoff = read_timeout, reply_seconds, attempts, backoff
+        self.max_tokens, self.temperature, self.stream = max_tokens, temperature, stream
+        self._format_mode = 0  # index into RESPONSE_FORMATS: the first this server accepted
 
-    def _once(self, body: dict[str, Any]) -> str:
+    def _once(self, body: dict[str, Any], on_text: OnText | None) -> str:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        url = f"{self.base_url}/chat/completions"
+        deadline = Deadline(self.reply_seconds, self.name)
+        timeout = httpx.Timeout(self.read_timeout, connect=10.0)
         try:
-            r = httpx.post(f"{self.base_url}/chat/completions", json=body, headers=headers,
-                           timeout=httpx.Timeout(self.timeout, connect=10.0))
+            with httpx.stream("POST", url, json=body, headers=headers, timeout=timeout) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise http_failure(self.base_url, r, structured="response_format" in body)
+                if "text/event-stream" not in r.headers.get("content-type", ""):
+                    r.read()
+                    return self._whole(r)
+                parts: list[str] = []
+                for data in sse_data(r.iter_lines()):
+                    deadline.check()
+                    piece = self._delta(data)
+                    if piece:
+                        parts.append(piece)
+                        if on_text:
+                            on_text(piece)
+                return "".join(parts)
         except (httpx.TimeoutException, httpx.TransportError) as e:
-            raise AgentUnavailable(f"{self.base_url} unreachable ({type(e).__name__})") from None
-        if r.status_code == 429 or r.status_code >= 500:
-            raise AgentUnavailable(f"{self.base_url} answered HTTP {r.status_code}")
-        if r.status_code >= 400:
-            raise AgentError(f"{self.base_url} refused the request: HTTP {r.status_code} {r.text[:300]}")
+            raise AgentUnavailable(f"{self.base_url} unreachable or silent ({type(e).__name__})") from None
+
+    def _whole(self, r: httpx.Response) -> str:
         try:
             return str(r.json()["choices"][0]["message"]["content"] or "")
         except (ValueError, KeyError, IndexError, TypeError):
             raise AgentError(f"{self.base_url} sent a reply that is not a chat completion: {r.text[:300]}") from None
 
-    def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None) -> str:
+    def _delta(self, data: str) -> str:
+        try:
+            chunk = json.loads(data)
+            if "error" in chunk:
+                raise AgentUnavailable(f"{self.base_url} failed mid-reply: {str(chunk['error'])[:300]}")
+            choices = chunk.get("choices") or []
+            return str((choices[0].get("delta") or {}).get("content") or "") if choices else ""
+        except (ValueError, AttributeError, TypeError):
+            raise AgentError(f"{self.base_url} sent a malformed stream chunk: {data[:200]}") from None
+
+    def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None,
+             on_text: OnText | None = None) -> str:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
-                                "temperature": self.temperature}
-        if schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "change", "schema": schema}}
-        return _retrying(lambda: self._once(body), attempts=self.attempts, backoff=self.backoff, what=self.name)
+                                "temperature": self.temperature, "stream": self.stream}
+        while True:
+            fmt = response_format(RESPONSE_FORMATS[self._format_mode], schema) if schema is not None else None
+            if fmt is None:
+                body.pop("response_format", None)
+            else:
+                body["response_format"] = fmt
+            try:
+                return retrying(lambda: self._once(body, on_text), attempts=self.attempts, backoff=self.backoff,
+                                what=self.name)
+            except FormatRejected:
+                if fmt is None:
+                    raise
+                self._format_mode += 1  # this server does not take that kind of structured output: the next
 
     def release(self) -> None:
         pass
-
-
-class OllamaProvider:
-    """The official ollama client; num_ctx set from the prompt size (Ollama's default silently truncates)."""
-
-    def __init__(self, model: str, host: str | None = None, *, timeout: float = 900.0, attempts: int = 3,
-                 backoff: float = 2.0, keep_alive: str | int = "5m", max_ctx: int = 32768) -> None:
-        import ollama
-
-        self.model = model
-        self.name = f"ollama:{model}"
-        self.host = host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
-        self._client = ollama.Client(host=self.host, timeout=timeout)
-        self.attempts, self.backoff, self.keep_alive, self.max_ctx = attempts, backoff, keep_alive, max_ctx
-
-    def _once(self, messages: list[Message], schema: dict[str, Any] | None) -> str:
-        import ollama
-
-        num_ctx = min(self.max_ctx, max(4096, 1 << (estimate_tokens(messages) + 2048).bit_length()))
-        try:
-            reply = self._client.chat(model=self.model, messages=messages, format=schema,
-                                      options={"num_ctx": num_ctx}, keep_alive=self.keep_alive)
-        except ConnectionError as e:
-            raise AgentUnavailable(f"no Ollama server at {self.host}") from e
-        except ollama.ResponseError as e:
-            if e.status_code == 404:
-                raise AgentError(f"Ollama at {self.host} has no model {self.model}: `ollama pull {self.model}`") from None
-            if e.status_code == 429 or e.status_code >= 500:
-                raise AgentUnavailable(f"Ollama answered HTTP {e.status_code}: {e.error}") from None
-            raise AgentError(f"Ollama refused the request: {e.error}") from None
-        except httpx.TimeoutException:
-            raise AgentUnavailable(f"Ollama at {self.host} timed out") from None
-        return str(reply.message.content or "")
-
-    def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None) -> str:
-        return _retrying(lambda: self._once(messages, schema), attempts=self.attempts, backoff=self.backoff, what=self.name)
-
-    def release(self) -> None:
-        try:
-            self._client.generate(model=self.model, prompt="", keep_alive=0)
-        except Exception:
-            pass  # best effort: the model may already be unloaded or the server gone

@@ -36,6 +36,7 @@ def open_or_create(
     backend: str | None = None,
     budget: float | None = None,
     agent: str | None = None,
+    llm_url: str | None = None,
     policy: str | None = None,
     profile_overrides: dict[str, Any] | None = None,
     data_root: Path | None = None,
@@ -68,6 +69,7 @@ def open_or_create(
         "hardware_summary": hardware_summary(hw),
         "policy": policy or "noise",
         "agent": agent,
+        "llm_url": llm_url,
         "seed": seed,
         "deadline_seconds": deadline_for(profile),
     }

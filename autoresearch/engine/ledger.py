@@ -14,6 +14,8 @@ Event contract with the loop (field ``"event"``):
   val_bpb, metrics, peak_memory_mb, wall_seconds, log, reason}; an experiment can have several (seeds)
 - ``decision`` {index, status (keep | discard | crash | oom | nan | timeout | invalid), val_bpb, delta,
   reason, test_bpb?}; the baseline's decision is recorded with status ``keep`` (upstream's convention)
+- ``experiment_repaired`` {index, commit, attempt, after, description, script_sha256}: after a crash the agent
+  fixed its change; the experiment continues with the new commit (the crashed run stays in its runs)
 - ``experiment_interrupted`` {index, reason}: terminal, like a decision with status ``interrupted``
 - ``noise_estimate`` {sigma, dof, source}
 - ``control`` {command}, ``paused`` {reason}, ``resumed`` {}, ``stopped`` {reason}, ``agent_error``
@@ -59,7 +61,7 @@ _SETTLE_TRIES = 3  # a writable ledger re-reads a bad tail up to this many times
 _SETTLE_SECONDS = 0.05  # ... waiting this long each time for a write in flight to complete
 
 # events that must carry an integer experiment index
-_INDEXED = ("experiment_started", "training_finished", "decision", "experiment_interrupted")
+_INDEXED = ("experiment_started", "training_finished", "decision", "experiment_interrupted", "experiment_repaired")
 
 UPSTREAM_COLUMNS = ("commit", "val_bpb", "memory_gb", "status", "description")
 EXTRA_COLUMNS = ("index", "delta", "seeds", "training_seconds", "test_bpb")
@@ -184,6 +186,7 @@ class Experiment:
     finished: str | None = None
     script_sha256: str | None = None
     manifest_digest: str | None = None
+    repairs: int = 0  # times the agent fixed this experiment's change after a crash
 
     @property
     def is_open(self) -> bool:
@@ -290,6 +293,12 @@ class _Reducer:
             test = ev.get("test_bpb")
             exp.test_bpb = float(test) if isinstance(test, (int, float)) else None
             exp.finished = ev.get("ts")
+        elif kind == "experiment_repaired":
+            exp = self._get(index)
+            exp.commit = ev.get("commit") or exp.commit
+            exp.description = ev.get("description") or exp.description
+            exp.script_sha256 = ev.get("script_sha256") or exp.script_sha256
+            exp.repairs += 1
         elif kind == "experiment_interrupted":
             exp = self._get(index)
             exp.status = "interrupted"

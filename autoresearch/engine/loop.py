@@ -40,6 +40,8 @@ class EngineOptions:
     baseline_seeds: int | None = None  # None: the policy's default
     disk_floor_gb: float = 1.0
     max_repairs: int = 2  # integrity-feedback rounds per proposal
+    max_crash_repairs: int = 2  # times the agent may fix its own change after a crash, per experiment
+    repair_outcomes: tuple[str, ...] = ("crash", "oom")  # failures worth showing the agent (not nan/timeout/invalid)
     agent_backoff: tuple[float, ...] = (5, 15, 30, 60, 120, 300)
     max_agent_failures: int = 10  # unusable proposals in a row before the run stops (a broken model or prompt)
     poll_interval: float = 0.5
@@ -73,6 +75,7 @@ class Engine:
         self._train_started = 0.0
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
+        self._reply_chars, self._reply_logged = 0, 0.0  # the agent's reply as it streams (heartbeat)
 
     # -- public ---------------------------------------------------------------------------------------
     def request_stop(self, now: bool = False, reason: str = "stop requested") -> None:
@@ -240,9 +243,7 @@ class Engine:
                 self._sleep(min(2.0 ** (self._agent_failures - 1), 60.0))
             return
         self._agent_failures = 0
-        hw = self.config.get("hardware") or {}
-        if (hw.get("cuda") or hw.get("apple_chip")) and hasattr(self.agent, "release"):
-            self.agent.release()  # type: ignore[union-attr]  # the LLM must not hold memory the training needs
+        self._release_agent()
         self._poll_control()
         if self._stop:
             return  # a stop arrived while the agent was thinking: nothing was committed or trained
@@ -256,15 +257,28 @@ class Engine:
         self.log(f"[exp {index}] {proposal.description}")
         best_bpbs = best.ok_values or [best.val_bpb]
         bpbs: list[float] = []
+        trainings = 0  # every training of this experiment gets its own log, crashed versions included
+        repairs = 0
+        first_ok = 0
         while True:
-            r = self._train(index, len(bpbs))
+            r = self._train(index, len(bpbs), trainings)
+            trainings += 1
             if r is None:
                 self.run_dir.reset_to(best.commit)
                 return
             if r.status != "ok":
+                if not bpbs and r.status in self.options.repair_outcomes and repairs < self.options.max_crash_repairs:
+                    fixed = self._crash_repair(index, proposal, r)
+                    if fixed is not None:
+                        repairs += 1
+                        proposal = fixed
+                        self._commit_repair(index, best.commit, fixed, repairs, r.status)
+                        continue
                 self._decide_failed(index, r)
                 self.run_dir.reset_to(best.commit)
                 return
+            if not bpbs:
+                first_ok = trainings - 1
             bpbs.append(r.val_bpb)
             if len(bpbs) > 1:
                 self._update_noise()
@@ -279,7 +293,7 @@ class Engine:
         event: dict[str, Any] = {"event": "decision", "index": index, "status": status, "val_bpb": mean,
                                  "delta": delta, "reason": decision.reason}
         if status == "keep":
-            event["test_bpb"] = self._test_bpb(index, 0)
+            event["test_bpb"] = self._test_bpb(index, first_ok or 0)
         total = time.perf_counter() - t_start
         event["timing"] = {"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
                            "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}
@@ -292,6 +306,9 @@ class Engine:
     def _proposal(self, ctx: AgentContext) -> Proposal | None:
         """A proposal that passes the integrity check and is new, or None (recorded as an agent error)."""
         assert self.agent is not None
+        if hasattr(self.agent, "on_text"):
+            self.agent.on_text = self._agent_progress  # type: ignore[union-attr]
+        self._reply_chars, self._reply_logged = 0, time.monotonic()
         attempt = 0
         while True:
             try:
@@ -308,26 +325,84 @@ class Engine:
                 self.ledger.append({"event": "agent_error", "message": str(e)})
                 self.log(f"agent error: {e}")
                 return None
+        return self._validated(ctx, proposal)
+
+    def _validated(self, ctx: AgentContext, proposal: Proposal, crash: str = "") -> Proposal | None:
+        """``proposal``, or the agent's fix of it, once it passes the checks and is new; None if it never does.
+
+        With ``crash`` (how its training failed) the agent is asked for a fix first, then the fix is checked.
+        """
+        assert self.agent is not None
         seen = {e.script_sha256: e.index for e in self.ledger.experiments() if e.script_sha256}
-        for round_ in range(self.options.max_repairs + 1):
-            problems = self._problems(proposal, seen)
-            if not problems:
-                return proposal
-            if round_ == self.options.max_repairs:
+        problems = crash or self._problems(proposal, seen)
+        rounds = 0
+        while problems:
+            if rounds >= self.options.max_repairs + (1 if crash else 0):
                 break
-            self.log(f"proposal rejected, asking for a fix: {problems.splitlines()[0]}")
+            rounds += 1
+            if not (crash and rounds == 1):
+                self.log(f"proposal rejected, asking for a fix: {problems.splitlines()[0]}")
             try:
                 fixed = self.agent.repair(ctx, proposal, problems)
             except AgentError as e:
                 fixed = None
                 problems += f"\n(repair failed: {e})"
+            else:
+                if fixed is None and crash and rounds == 1:
+                    self.log("the agent did not repair its change")
+                    return None  # declined: the crash is the experiment's outcome, not an agent error
             if fixed is None:
                 break
             proposal = fixed
-        self.ledger.append({"event": "agent_error", "message": f"proposal rejected: {problems}",
+            problems = self._problems(proposal, seen)
+        else:
+            return proposal
+        what = "no usable repair after the training failed" if crash and rounds <= 1 else "proposal rejected"
+        self.ledger.append({"event": "agent_error", "message": f"{what}: {problems[-3000:]}",
                             "description": proposal.description})
-        self.log(f"proposal rejected: {problems.splitlines()[0]}")
+        self.log(f"{what}: {problems.splitlines()[0]}")
         return None
+
+    def _crash_repair(self, index: int, proposal: Proposal, r: RunResult) -> Proposal | None:
+        """Show the agent how its change failed (upstream's "fix it if it is dumb"); its checked fix, or None."""
+        if self.agent is None:
+            return None
+        self._poll_control()
+        if self._stop:
+            return None
+        feedback = (f"Training ended with {r.status}: {r.reason}\n"
+                    f"The end of its log (the traceback is usually here):\n```\n{(r.tail or '')[-2500:]}\n```\n"
+                    "If the mistake is simple (a typo, a missing import, a shape, a batch too big for memory), fix it "
+                    "and keep the idea. If the idea itself cannot work, propose something else.")
+        self.log(f"[exp {index}] {r.status}: asking the agent to repair its change")
+        return self._validated(self._context(), proposal, feedback)
+
+    def _release_agent(self) -> None:
+        """The LLM must not hold memory the training needs (Apple unified memory, one GPU; configurable)."""
+        hw = self.config.get("hardware") or {}
+        release = getattr(self.agent, "release", None)
+        if release is not None:
+            release(shared_memory=bool(hw.get("cuda") or hw.get("apple_chip")))
+
+    def _agent_progress(self, piece: str) -> None:
+        """A heartbeat while a slow model writes: one log line every 30 s, not a line per token."""
+        self._reply_chars += len(piece)
+        now = time.monotonic()
+        if now - self._reply_logged >= 30:
+            self._reply_logged = now
+            self.log(f"agent writing: {self._reply_chars:,} characters so far")
+
+    def _commit_repair(self, index: int, parent: str, fixed: Proposal, attempt: int, after: str) -> None:
+        """Replace the experiment's commit with the repaired script (recorded before the next training)."""
+        self._release_agent()
+        self.run_dir.reset_to(parent)
+        (self.run_dir.state / PENDING).write_text(str(index))
+        commit = self.run_dir.commit_script(fixed.source, fixed.description, index)
+        self.ledger.append({"event": "experiment_repaired", "index": index, "commit": commit, "attempt": attempt,
+                            "after": after, "description": fixed.description,
+                            "script_sha256": script_hash(fixed.source), "agent": fixed.meta})
+        (self.run_dir.state / PENDING).unlink(missing_ok=True)
+        self.log(f"[exp {index}] repaired (attempt {attempt}): {fixed.description}")
 
     def _problems(self, proposal: Proposal, seen: dict[str, int]) -> str:
         if not proposal.description.strip():
@@ -341,12 +416,16 @@ class Engine:
         return ""
 
     # -- training ---------------------------------------------------------------------------------------
-    def _train(self, index: int, seed_run: int) -> RunResult | None:
-        """Train the current train.py once; record it. None when it was interrupted (stop-now / skip)."""
+    def _train(self, index: int, seed_run: int, attempt: int | None = None) -> RunResult | None:
+        """Train the current train.py once; record it. None when it was interrupted (stop-now / skip).
+
+        ``attempt`` numbers the trainings of one experiment (logs and metrics files); default: ``seed_run``.
+        """
         run = self.run_dir
-        metrics = run.metrics_path(index, seed_run)
+        attempt = seed_run if attempt is None else attempt
+        metrics = run.metrics_path(index, attempt)
         test_metrics = metrics.with_name(metrics.stem + ".test.json")
-        log_path = run.log_path(index, seed_run)
+        log_path = run.log_path(index, attempt)
         seed = int(self.config.get("seed", 0)) + seed_run
         env = training_env(run.harness_path, metrics, seed, test_metrics_json=test_metrics, backend=self.backend)
         watcher = threading.Thread(target=self._watch_control, daemon=True)
