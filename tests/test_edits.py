@@ -91,3 +91,26 @@ def test_knobs_schema_lists_typed_knobs() -> None:
     props = schema["properties"]["changes"]["properties"]
     assert props["DEPTH"]["type"] == "integer" and props["MATRIX_LR"]["type"] == "number"
     assert props["VALUE_EMBEDS"]["type"] == "boolean" and "ADAM_BETAS" not in props
+
+
+def test_tolerant_matching_tiers() -> None:
+    # runs of spaces inside a line differ
+    drift = "<<<<<<< SEARCH\nLOGIT_SOFTCAP = 15.0   # logits = cap * tanh(logits / cap);   0 disables\n=======\nLOGIT_SOFTCAP = 30.0\n>>>>>>> REPLACE\n"
+    assert "LOGIT_SOFTCAP = 30.0\n" in apply_blocks(SRC, drift)
+    # the search text left out the trailing comment: the line's comment is kept on the new line
+    partial = "<<<<<<< SEARCH\nMLP_RATIO = 4\n=======\nMLP_RATIO = 6\n>>>>>>> REPLACE\n"
+    assert "MLP_RATIO = 6  # hidden size of the MLP, in multiples of WIDTH\n" in apply_blocks(SRC, partial)
+    # but a prefix of a different value is not a match, and ambiguity is still refused
+    with pytest.raises(EditError, match="does not match"):
+        apply_blocks(SRC, "<<<<<<< SEARCH\nMLP_RATIO = 42\n=======\nMLP_RATIO = 6\n>>>>>>> REPLACE\n")
+    with pytest.raises(EditError, match="matches 2 places|matches \\d+ places"):
+        apply_blocks(SRC, "<<<<<<< SEARCH\n    def forward(self, x):\n=======\n    def forward(self, y):\n>>>>>>> REPLACE\n")
+
+
+def test_knob_values_small_models_quote() -> None:
+    new, _ = apply_knobs(SRC, '{"changes": {"TOTAL_BATCH_SIZE": "2**10", "VALUE_EMBEDS": "True", "MATRIX_LR": "0.03"}}')
+    knobs = read_knobs(new)
+    assert (knobs["TOTAL_BATCH_SIZE"].value, knobs["VALUE_EMBEDS"].value, knobs["MATRIX_LR"].value) == (1024, True, 0.03)
+    for bad in ('"yes"', '"__import__(\'os\')"', '"2**100000"', '"DEPTH * 2"'):
+        with pytest.raises(EditError, match="must be"):
+            apply_knobs(SRC, '{"changes": {"TOTAL_BATCH_SIZE": %s}}' % bad if "yes" not in bad else '{"changes": {"VALUE_EMBEDS": %s}}' % bad)

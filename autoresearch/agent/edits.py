@@ -76,15 +76,24 @@ def apply_block(source: str, block: Block) -> str:
     src = _lines(source)
     search = _strip_blank_edges(_lines(block.search.rstrip("\n")))
     replace = _lines(block.replace.rstrip("\n")) if block.replace.strip() else []
-    # 1) trailing whitespace differs
-    hits = _find(src, search, lambda s: s.rstrip())
+    # each tier is tried only if the stricter ones found nothing; any tier must find exactly one place
+    hits: list[int] = []
     shift = None
-    if not hits:
-        # 2) indentation differs uniformly: match stripped lines, then re-indent the replacement
-        hits = _find(src, search, lambda s: s.strip())
-        hits = [i for i in hits if _uniform_shift(src[i : i + len(search)], search) is not None]
+    comments = False
+    for tier, key in enumerate((lambda s: s.rstrip(),  # 1) trailing whitespace differs
+                                lambda s: s.strip(),  # 2) indentation differs uniformly
+                                lambda s: " ".join(s.split()),  # 3) and runs of spaces inside lines differ
+                                _code)):  # 4) the search text left out the lines' trailing comments
+        if tier == 3 and any("#" in line for line in search):
+            break
+        hits = _find(src, search, key)
+        if tier:
+            hits = [i for i in hits if _uniform_shift(src[i : i + len(search)], search) is not None]
         if hits:
-            shift = _uniform_shift(src[hits[0] : hits[0] + len(search)], search)
+            if tier:
+                shift = _uniform_shift(src[hits[0] : hits[0] + len(search)], search)
+            comments = tier == 3
+            break
     if len(hits) > 1:
         raise EditError(_ambiguous(block.search, len(hits)))
     if not hits:
@@ -94,7 +103,21 @@ def apply_block(source: str, block: Block) -> str:
         old, new = shift
         replace = [(new + line[len(old):] if line.startswith(old) else new + line.lstrip()) if line.strip() else line
                    for line in replace]
+    if comments and len(replace) == len(search):  # keep each line's comment where the new line has none
+        replace = [r + _comment(f) if r.strip() and "#" not in r and _comment(f) else r
+                   for r, f in zip(replace, src[i : i + len(search)])]
     return "\n".join(src[:i] + replace + src[i + len(search):])
+
+
+def _code(line: str) -> str:
+    """A line without its trailing comment, spaces normalised (a '#' inside a string is rare in train.py)."""
+    return " ".join(line.split("#", 1)[0].split())
+
+
+def _comment(line: str) -> str:
+    """A line's trailing comment with the spaces before it, or ''."""
+    code, sep, rest = line.partition("#")
+    return "  #" + rest if sep and code.strip() else ""
 
 
 def _uniform_shift(found: list[str], search: list[str]) -> tuple[str, str] | None:
@@ -186,6 +209,45 @@ def knobs_schema(source: str) -> dict[str, Any]:
     }
 
 
+def _coerce(want: Any, value: Any) -> Any:
+    """Small models quote values: "true" for a bool, "2**10" or "0.03" for a number. Take them when unambiguous."""
+    if not isinstance(value, str) or isinstance(want, str):
+        return value
+    text = value.strip()
+    if isinstance(want, bool):
+        return {"true": True, "false": False}.get(text.lower(), value)
+    if isinstance(want, (int, float)):
+        number = _arithmetic(text)
+        return value if number is None else number
+    return value
+
+
+def _arithmetic(text: str) -> int | float | None:
+    """The value of a plain arithmetic expression over number literals ("2**10", "3e-4", "64 * 8"), else None."""
+    import ast
+    import operator
+
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.Pow: operator.pow, ast.USub: operator.neg}
+
+    def ev(node: ast.AST) -> int | float:
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value  # type: ignore[no-any-return]
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Pow) and abs(right) > 64:
+                raise ValueError("exponent too large")
+            return ops[type(node.op)](left, right)  # type: ignore[no-any-return]
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -ev(node.operand)
+        raise ValueError("not arithmetic")
+
+    try:
+        return ev(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError):
+        return None
+
+
 _PLACEHOLDER = re.compile(r"^\W*(one line\W*)?what you change(d)? and why\W*$", re.I)
 
 
@@ -208,6 +270,7 @@ def apply_knobs(source: str, reply: str) -> tuple[str, str]:
         if name not in knobs:
             raise EditError(f"{name} is not a knob. Knobs: {', '.join(knobs)}.")
         want = knobs[name].value
+        value = _coerce(want, value)
         if isinstance(want, bool) != isinstance(value, bool) or (isinstance(want, (int, float)) and not isinstance(value, (int, float))):
             raise EditError(f"{name} must be a {knobs[name].type_name}, got {value!r}.")
         changes[name] = int(value) if isinstance(want, int) and not isinstance(want, bool) and float(value).is_integer() else value
