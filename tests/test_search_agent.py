@@ -66,6 +66,28 @@ def test_a_restarted_agent_learns_the_history() -> None:
     assert len(done) == 4 and sorted(t.value for t in done)[-1] == 1e9  # the crash scored as a failure
 
 
+def test_cmaes_moves_through_generations_toward_a_better_learning_rate() -> None:
+    """CMA-ES learns only from trials told as the ones it asked: its generations must advance."""
+    import math
+
+    agent = load_agent("search:cmaes")
+    assert isinstance(agent, SearchAgent) and agent.name == "search:cmaes"
+    history = [{"index": 0, "status": "keep", "val_bpb": 3.0, "description": "baseline"}]
+    lrs = []
+    for i in range(60):
+        p = agent.propose(_ctx(TEMPLATE, history))
+        knobs = {k: v.value for k, v in read_knobs(p.source).items()}
+        lrs.append(knobs["MATRIX_LR"])
+        # a synthetic objective: the best MATRIX_LR is 0.1 (log distance), the other knobs do not matter
+        history.append({"index": i + 1, "status": "discard", "val_bpb": 2.0 + abs(math.log(knobs["MATRIX_LR"] / 0.1)),
+                        "description": p.description})
+    generations = {t.system_attrs.get("cma:generation") for t in agent.study.trials if t.state.name == "COMPLETE"}
+    assert max(g for g in generations if g is not None) >= 2  # the optimizer has been told whole generations
+    early, late = lrs[:15], lrs[-15:]
+    dist = lambda xs: sum(abs(math.log(x / 0.1)) for x in xs) / len(xs)  # noqa: E731
+    assert dist(late) < dist(early)
+
+
 def test_the_loop_runs_with_the_search_agent(tmp_path: Path, stdlib_small: Prepared) -> None:
     run = make_run(tmp_path, stdlib_small, TEMPLATE, max_steps=8, policy="greedy")
     Engine(run, load_agent("search"), EngineOptions(max_experiments=3), log=lambda s: None).run()

@@ -167,6 +167,10 @@ class LLMAgent:
                          {"role": "user", "content": f"That could not be applied: {problem}\nAnswer again."}]
         raise EditError(problem)
 
+    def prompt_files(self) -> dict[str, str]:
+        """The prompt files this agent uses (the engine keeps a copy per digest in the run directory)."""
+        return {p.name: p.read_text() for p in sorted(self.prompts.glob("*.md"))}
+
     def release(self, shared_memory: bool = True) -> None:
         """Unload the model before training where the LLM and the training share memory (or as configured)."""
         if self.unload is True or (self.unload == "auto" and shared_memory):

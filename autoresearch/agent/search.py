@@ -1,4 +1,5 @@
-"""A researcher without an LLM: Optuna's TPE over the knobs block (``--agent search``).
+"""A researcher without an LLM: Optuna's TPE over the knobs block (``--agent search``; ``search:random``;
+``search:cmaes``: CMA-ES for the continuous knobs, TPE for the choices).
 
 It works with no model and no network, so offline users always have an agent, and it is the honest
 baseline to compare LLM agents against. The search space comes from an AST read of the knobs at the first
@@ -89,13 +90,19 @@ class SearchAgent:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.name = f"search:{sampler}"
         samplers = {"tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
-                    "random": lambda: optuna.samplers.RandomSampler(seed=seed)}
+                    "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+                    "cmaes": lambda: optuna.samplers.CmaEsSampler(
+                        seed=seed, n_startup_trials=0, warn_independent_sampling=False,
+                        independent_sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=5))}
         if sampler not in samplers:
-            raise AgentError(f"unknown search sampler {sampler!r}; choose tpe or random")
+            raise AgentError(f"unknown search sampler {sampler!r}; choose tpe, random or cmaes")
         self._optuna = optuna
         self.study = optuna.create_study(direction="minimize", sampler=samplers[sampler]())
         self.dims: list[Dim] | None = None
         self._told: set[int] = set()  # experiment indices already given to the study
+        # description -> (every sampled value, the sampler's bookkeeping), so a finished experiment is told as
+        # the trial it was asked as (CMA-ES needs its generation; after a restart only the description is left)
+        self._asked: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     def _distributions(self) -> dict[str, Any]:
         d = self._optuna.distributions
@@ -118,13 +125,15 @@ class SearchAgent:
             if row["index"] in self._told or row.get("status") in (None, "interrupted"):
                 continue
             self._told.add(row["index"])
-            params = parse_description(row.get("description") or "")
+            description = row.get("description") or ""
+            params = parse_description(description)
             if not params or not all(k in dists and _fits(dists[k], v) for k, v in params.items()):
                 continue  # the baseline, or another agent's change: not a point of this search space
+            params, system_attrs = self._asked.pop(description, (params, {}))
             value = row.get("val_bpb")
             failed = value is None or row.get("status") not in ("keep", "discard")
             self.study.add_trial(self._optuna.trial.create_trial(
-                params=params, distributions={k: dists[k] for k in params},
+                params=params, distributions={k: dists[k] for k in params}, system_attrs=system_attrs,
                 value=_FAILED if failed else float(value)))
 
     def propose(self, ctx: AgentContext) -> Proposal:
@@ -146,8 +155,11 @@ class SearchAgent:
             values = _consistent(dict(knobs, **params), seq_len)
             changed = {k: values[k] for k in params if values[k] != knobs[k]}
             if changed:
-                return Proposal(format_description(changed), set_knobs(ctx.script, changed),
-                                {"agent": self.name, "trial": trial.number})
+                description = format_description(changed)
+                sampled = {k: values[k] for k in params if _fits(space[k], values[k])}
+                asked = next(t for t in self.study.get_trials(deepcopy=False) if t.number == trial.number)
+                self._asked[description] = (sampled, dict(asked.system_attrs))
+                return Proposal(description, set_knobs(ctx.script, changed), {"agent": self.name, "trial": trial.number})
         raise AgentError("the search found no new setting of the knobs")
 
     def repair(self, ctx: AgentContext, proposal: Proposal, feedback: str) -> Proposal | None:

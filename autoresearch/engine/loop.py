@@ -247,6 +247,7 @@ class Engine:
         self._poll_control()
         if self._stop:
             return  # a stop arrived while the agent was thinking: nothing was committed or trained
+        self._keep_prompts(proposal)
         (self.run_dir.state / PENDING).write_text(str(index))
         commit = self.run_dir.commit_script(proposal.source, proposal.description, index)
         self.ledger.append({"event": "experiment_started", "index": index, "kind": "agent", "parent": best.commit,
@@ -376,6 +377,19 @@ class Engine:
                     "and keep the idea. If the idea itself cannot work, propose something else.")
         self.log(f"[exp {index}] {r.status}: asking the agent to repair its change")
         return self._validated(self._context(), proposal, feedback)
+
+    def _keep_prompts(self, proposal: Proposal) -> None:
+        """A copy of the prompts a proposal was written with, once per digest: a run records what steered it."""
+        digest, files = proposal.meta.get("prompts"), getattr(self.agent, "prompt_files", None)
+        target = self.run_dir.state / "prompts" / str(digest)
+        if not digest or files is None or target.exists():
+            return
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, text in files().items():
+            (tmp / name).write_text(text)
+        os.replace(tmp, target)
 
     def _release_agent(self) -> None:
         """The LLM must not hold memory the training needs (Apple unified memory, one GPU; configurable)."""

@@ -1,0 +1,45 @@
+"""The loop with the real LLM agent against a real HTTP server on 127.0.0.1 (scripted replies): a change
+that crashes is repaired from its traceback, and the run keeps a copy of the prompts it used."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from autoresearch.agent.base import load_agent
+from autoresearch.engine.ledger import Ledger
+from autoresearch.engine.loop import Engine, EngineOptions
+from autoresearch.harness.prepare import Prepared
+
+sys.path.insert(0, str(Path(__file__).parent))
+from llm_servers import FakeLLM, LLMServer  # noqa: E402
+from test_engine import TEMPLATE, make_run  # noqa: E402
+
+TYPO = ("Description: a bigger softcap\n<<<<<<< SEARCH\nLOGIT_SOFTCAP = 15.0  # logits = cap * tanh(logits / cap); 0 disables\n"
+        "=======\nLOGIT_SOFTCAP = 30.0  # logits = cap * tanh(logits / cap); 0 disables\n>>>>>>> REPLACE\n"
+        "<<<<<<< SEARCH\n        x = x0 = rms_norm(self.embed(idx))\n=======\n        x = x0 = rms_norm(self.embedding(idx))\n"
+        ">>>>>>> REPLACE\n")
+FIX = ("Description: a bigger softcap (fixed the attribute name)\n<<<<<<< SEARCH\n        x = x0 = rms_norm(self.embedding(idx))\n"
+       "=======\n        x = x0 = rms_norm(self.embed(idx))\n>>>>>>> REPLACE\n")
+
+
+def test_the_llm_agent_repairs_its_crash_from_the_traceback(tmp_path: Path, stdlib_small: Prepared) -> None:
+    server = LLMServer()
+    try:
+        FakeLLM.script = [TYPO, FIX]
+        run = make_run(tmp_path, stdlib_small, TEMPLATE, max_steps=8)
+        agent = load_agent("openai:tiny", base_url=server.url + "/v1")
+        Engine(run, agent, EngineOptions(max_experiments=2, policy="greedy"), log=lambda s: None).run()
+    finally:
+        server.close()
+    base, exp = Ledger(run.path).experiments()
+    assert exp.repairs == 1 and [r.outcome for r in exp.runs] == ["crash", "ok"], exp
+    assert exp.description == "a bigger softcap (fixed the attribute name)"
+    repair_prompt = FakeLLM.seen[1]["body"]["messages"][-1]["content"]
+    assert "AttributeError" in repair_prompt and "embedding" in repair_prompt
+    assert "self.embedding(idx)" in FakeLLM.seen[1]["body"]["messages"][-1]["content"]  # the broken script is shown
+    final = run.repo.git.show(f"{exp.commit}:train.py")
+    assert "LOGIT_SOFTCAP = 30.0" in final and "self.embed(idx)" in final
+    digest = next(e["agent"]["prompts"] for e in Ledger(run.path).events() if e["event"] == "experiment_started" and e["index"] == 1)
+    kept = run.state / "prompts" / digest
+    assert sorted(p.name for p in kept.iterdir()) == sorted(p.name for p in (Path(__file__).parents[1] / "prompts").glob("*.md"))
