@@ -66,11 +66,32 @@ class Rotary(nn.Module):
         return torch.cat([a * cos + b * sin, b * cos - a * sin], dim=-1)
 
 
-def sliding_window_mask(seq_len, window, device):
-    """Boolean (T, T) mask: position i sees j when i - window < j <= i."""
+def sliding_window_mask(seq_len, window, device, flex=None):
+    """Where position i may look: j with i - window < j <= i. On CUDA a flex-attention block mask (the fused
+    kernel skips the blocks outside the window); elsewhere a boolean (T, T) mask for SDPA."""
+    if flex if flex is not None else torch.device(device).type == "cuda":
+        from torch.nn.attention.flex_attention import create_block_mask
+
+        def in_window(b, h, q_idx, kv_idx):
+            return (kv_idx <= q_idx) & (kv_idx > q_idx - window)
+
+        return create_block_mask(in_window, None, None, seq_len, seq_len, device=device)
     i = torch.arange(seq_len, device=device)[:, None]
     j = torch.arange(seq_len, device=device)[None, :]
     return (j <= i) & (j > i - window)
+
+
+def windowed_attention(q, k, v, mask, window):
+    """Causal attention within the last `window` tokens, (B, heads, T, head_dim) in and out."""
+    t = q.size(2)
+    if isinstance(mask, torch.Tensor):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:t, :t])
+    if t == mask.shape[-2]:
+        from torch.nn.attention.flex_attention import flex_attention
+
+        return flex_attention(q, k, v, block_mask=mask)
+    dense = sliding_window_mask(t, window, "cpu").to(q.device)  # a shorter input than the block mask was built for
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
 
 
 class Attention(nn.Module):
@@ -97,7 +118,7 @@ class Attention(nn.Module):
         if self.window is None or self.window >= t:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=masks[self.window][:t, :t])
+            y = windowed_attention(q, k, v, masks[self.window], self.window)
         return self.out(y.transpose(1, 2).reshape(b, t, WIDTH))
 
 
@@ -139,6 +160,7 @@ class GPT(nn.Module):
         self.rotary = Rotary(HEAD_DIM, seq_len)
         self.windows = sorted({w for w in windows if w is not None and w < seq_len})
         self.seq_len = seq_len
+        self.masks, self.masks_device = None, None
         self.init_weights()
 
     @torch.no_grad()
@@ -155,7 +177,10 @@ class GPT(nn.Module):
         self.head.weight.normal_(0.0, 0.001)
 
     def forward(self, idx, targets=None):
-        masks = {w: sliding_window_mask(self.seq_len, w, idx.device) for w in self.windows}
+        if self.masks is None or self.masks_device != idx.device:  # built once per device, outside compiled code
+            self.masks = {w: sliding_window_mask(self.seq_len, w, idx.device) for w in self.windows}
+            self.masks_device = idx.device
+        masks = self.masks
         x = x0 = rms_norm(self.embed(idx))
         for i, block in enumerate(self.blocks):
             x = self.resid_scale[i] * x + self.skip_scale[i] * x0
@@ -258,7 +283,10 @@ def lr_multiplier(progress):
 H = harness.start()
 model = GPT(H.vocab_size, H.seq_len).to(H.device)
 optimizers = make_optimizers(model)
+model.masks = {w: sliding_window_mask(H.seq_len, w, H.device) for w in model.windows}  # before compiling
+model.masks_device = H.device
 train_model = torch.compile(model) if H.config.compile else model
+scaler = torch.amp.GradScaler(H.device.type, enabled=H.autocast_dtype == torch.float16)  # fp16 needs loss scaling
 grad_accum = max(1, TOTAL_BATCH_SIZE // (DEVICE_BATCH_SIZE * H.seq_len))
 print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, depth {DEPTH}, width {WIDTH}, "
       f"{grad_accum} x {DEVICE_BATCH_SIZE} x {H.seq_len} tokens per step on {H.device}", flush=True)
@@ -275,10 +303,11 @@ while H.keep_training():
     for _ in range(grad_accum):
         with H.autocast():
             loss = train_model(x, y)
-        (loss / grad_accum).backward()
+        scaler.scale(loss / grad_accum).backward()
         x, y = next(batches)
     for opt in optimizers:
-        opt.step()
+        scaler.step(opt)  # unscales first; skips the step if fp16 gradients overflowed
+    scaler.update()
     model.zero_grad(set_to_none=True)
     H.check_loss(loss)
     step += 1

@@ -3,7 +3,8 @@ first try and after the feedback retries.
 
 Offline (default): replays the recorded conversations in benchmarks/replies/*.jsonl through today's edit
 code (so a better matcher shows up as a better rate). Each line is one conversation:
-{"model", "format", "script": file name under the repo root, "turns": [reply, reply after feedback, ...]}.
+{"model", "format", "script": the train.py it answered (a copy under replies/scripts/, named by its sha256),
+"turns": [reply, reply after feedback, ...]}.
 `handwritten.jsonl` holds replies written here in the styles mid-size coder models produce (indentation
 drift, stale SEARCH text, fences, elided lines, prose around JSON); the other files were recorded from live
 models with --record.
@@ -19,6 +20,7 @@ and reports the same table for that model; --record FILE saves the conversations
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -50,10 +52,11 @@ def outcome(fmt: str, script: str, reply: str) -> str:
     return "ok" if report.ok else "integrity: " + str(report.violations[0])[:70]
 
 
-def score(conversations: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+def score(conversations: list[dict[str, Any]], base: Path = REPLIES) -> dict[tuple[str, str], dict[str, Any]]:
+    """Success counts per (model, format); a conversation's script is a path relative to ``base`` ('' = the template)."""
     table: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"n": 0, "first": 0, "retry": 0, "why": defaultdict(int)})
     for conv in conversations:
-        script = (REPO / conv.get("script", "train_torch.py")).read_text()
+        script = (base / conv["script"] if conv["script"] else REPO / "train_torch.py").read_text()
         row = table[(conv["model"], conv["format"])]
         row["n"] += 1
         results = [outcome(conv["format"], script, reply) for reply in conv["turns"]]
@@ -70,6 +73,15 @@ def print_table(table: dict[tuple[str, str], dict[str, Any]], title: str) -> Non
     for (model, fmt), row in sorted(table.items()):
         why = max(row["why"].items(), key=lambda kv: kv[1])[0] if row["why"] else ""
         print(f"{model:<22}{fmt:<16}{row['n']:>4}{row['first'] / row['n']:>11.0%}{row['retry'] / row['n']:>15.0%}  {why}")
+
+
+def keep_script(text: str, directory: Path) -> str:
+    """A copy of the script the replies answered, beside the recording (the template changes; the replies stay
+    valid for their copy). Returns its path relative to ``directory``."""
+    name = f"scripts/{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
+    (directory / name).parent.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(text)
+    return name
 
 
 class Recorder:
@@ -99,6 +111,7 @@ def live(args: argparse.Namespace) -> list[dict[str, Any]]:
         provider = OpenAIProvider(args.model, args.llm_url, max_tokens=args.max_tokens)
     recorder = Recorder(provider)
     script = (REPO / "train_torch.py").read_text()
+    script_ref = keep_script(script, Path(args.record).resolve().parent) if args.record else ""
     ctx = AgentContext(script=script, history=[{"index": 0, "status": "keep", "val_bpb": 2.386, "delta": None,
                                                 "description": "baseline"}],
                        best_val_bpb=2.386, noise_sigma=0.002, profile={"device": "cpu", "seq_len": 256, "vocab_size": 2048},
@@ -113,7 +126,7 @@ def live(args: argparse.Namespace) -> list[dict[str, Any]]:
                 agent._converse(ctx, agent._user_prompt(ctx, fmt), fmt)
             except EditError:
                 pass
-            conversations.append({"model": args.model, "format": fmt, "script": "train_torch.py",
+            conversations.append({"model": args.model, "format": fmt, "script": script_ref,
                                   "turns": list(recorder.turns), "seconds": round(time.perf_counter() - t0, 1)})
             print(f"  {fmt} {i + 1}/{args.n}: {len(recorder.turns)} turn(s), {time.perf_counter() - t0:.0f}s", flush=True)
     if args.record:
@@ -136,7 +149,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.llm_url or args.ollama:
         convs = live(args)
-        print_table(score(convs), f"\nlive: {args.model}")
+        base = Path(args.record).resolve().parent if args.record else REPLIES
+        print_table(score(convs, base), f"\nlive: {args.model}")
         return
     convs = []
     for path in sorted(REPLIES.glob("*.jsonl")):

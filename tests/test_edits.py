@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from autoresearch.agent.edits import (
@@ -114,3 +116,31 @@ def test_knob_values_small_models_quote() -> None:
     for bad in ('"yes"', '"__import__(\'os\')"', '"2**100000"', '"DEPTH * 2"'):
         with pytest.raises(EditError, match="must be"):
             apply_knobs(SRC, '{"changes": {"TOTAL_BATCH_SIZE": %s}}' % bad if "yes" not in bad else '{"changes": {"VALUE_EMBEDS": %s}}' % bad)
+
+
+def test_edits_benchmark_offline_and_live(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """benchmarks/edits.py replays the recorded replies, and asks a live server (here a scripted one)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from llm_servers import FakeLLM, LLMServer
+
+    bench = [sys.executable, str(REPO_ROOT / "benchmarks" / "edits.py")]
+    offline = subprocess.run(bench, capture_output=True, text=True, timeout=120)
+    assert offline.returncode == 0, offline.stderr
+    assert re.search(r"handwritten\s+search_replace\s+12\s+\d+%\s+\d+%", offline.stdout)
+    server = LLMServer()
+    try:
+        FakeLLM.script = ["no blocks here", "Description: x\n<<<<<<< SEARCH\nDEPTH = 4  # transformer blocks\n=======\n"
+                          "DEPTH = 5  # transformer blocks\n>>>>>>> REPLACE\n", '{"description": "d", "changes": {"DEPTH": 6}}']
+        record = tmp_path / "live.jsonl"
+        live = subprocess.run(bench + ["--llm-url", server.url + "/v1", "--model", "fake", "--n", "1", "--formats",
+                                       "search_replace", "knobs", "--record", str(record)], capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+    assert live.returncode == 0, live.stderr
+    assert re.search(r"fake\s+knobs\s+1\s+100%\s+100%", live.stdout), live.stdout
+    assert re.search(r"fake\s+search_replace\s+1\s+0%\s+100%", live.stdout), live.stdout
+    assert len(record.read_text().splitlines()) == 2

@@ -93,3 +93,40 @@ def test_training_hidden_in_the_uncounted_warmup_is_invalid(tmp_path: Path, stdl
     result = _run(tmp_path, stdlib_small, cheat, max_steps=8, budget=60)
     assert result.status == "invalid", result.tail
     assert "warm-up" in result.reason
+
+
+def _script_functions(*names: str) -> dict:
+    """Functions of train_torch.py, defined without running the script (it trains on import)."""
+    import ast
+
+    import torch
+    import torch.nn.functional as F
+
+    tree = ast.parse(TEMPLATE)
+    module = ast.Module(body=[n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names], type_ignores=[])
+    ns: dict = {"torch": torch, "F": F}
+    exec(compile(module, "train_torch.py", "exec"), ns)
+    return ns
+
+
+def test_sliding_windows_through_flex_attention_match_the_dense_mask() -> None:
+    """The CUDA path (flex attention with a block mask) computes what the CPU path (SDPA, dense mask) does.
+    Flex attention has no backward on the CPU, so this checks the forward; training speed is proven on CUDA."""
+    import torch
+
+    ns = _script_functions("sliding_window_mask", "windowed_attention")
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 256, 32) for _ in range(3))
+    for window in (16, 100, 128):
+        dense = ns["windowed_attention"](q, k, v, ns["sliding_window_mask"](256, window, "cpu"), window)
+        block = ns["sliding_window_mask"](256, window, "cpu", flex=True)
+        with torch.no_grad():
+            flex = ns["windowed_attention"](q, k, v, block, window)
+            shorter = ns["windowed_attention"](q[:, :, :100], k[:, :, :100], v[:, :, :100], block, window)
+        assert torch.allclose(flex, dense, atol=1e-5), (window, (flex - dense).abs().max())
+        assert torch.allclose(shorter, dense[:, :, :100], atol=1e-5)  # a shorter input falls back to a dense mask
+
+
+def test_sliding_window_pattern_trains(tmp_path: Path, stdlib_small: Prepared) -> None:
+    r = _run(tmp_path, stdlib_small, _with(TEMPLATE, WINDOW_PATTERN="SL", SHORT_WINDOW=32), max_steps=6)
+    assert r.status == "ok", r.tail
