@@ -7,6 +7,7 @@ with the call (no network there), in these variants, each in a fresh process:
     cold     torch.compile with empty inductor/triton caches  (the cost of every new experiment)
     warm     the same code again with the caches from `cold`
     eager    no compile
+    windows  compiled, sliding windows as upstream's default (SSSL, short window = seq/2): the flex-attention path
     (extra)  any --variant NAME=ENV,ENV... to try a setting, e.g. --variant fullgraph=AR_COMPILE_MODE=...
 
 and prints tokens/s, MFU (H100/H200 bf16 peak), peak memory, and the overhead around the budget
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from autoresearch.backends import harness_config, training_env  # noqa: E402
-from autoresearch.backends.knobs import render_for_profile  # noqa: E402
+from autoresearch.backends.knobs import render_for_profile, set_knobs  # noqa: E402
 from autoresearch.hardware import CudaDevice, Hardware, profile_for  # noqa: E402
 from autoresearch.harness.manifest import read_manifest  # noqa: E402
 
@@ -56,7 +57,10 @@ def run_variant(name: str, args: argparse.Namespace, caches: Path, out: Path | N
     profile = profile_for(hw, overrides)
     work = Path(tempfile.mkdtemp(prefix=f"cuda-{name}-"))
     (work / ".autoresearch").mkdir()
-    (work / "train.py").write_text(render_for_profile((REPO / "train_torch.py").read_text(), profile))
+    source = render_for_profile((REPO / "train_torch.py").read_text(), profile)
+    if name == "windows":
+        source = set_knobs(source, {"WINDOW_PATTERN": "SSSL", "SHORT_WINDOW": max(1, profile.seq_len // 2)})
+    (work / "train.py").write_text(source)
     cfg = work / ".autoresearch" / "harness.json"
     harness_config(profile, data, manifest).write(cfg)
     metrics_path = work / "metrics.json"
@@ -88,7 +92,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="prepared dataset directory (stdlib at vocab 8192)")
     ap.add_argument("--budget", type=float, default=90.0)
     ap.add_argument("--eval-tokens", type=int, default=128 * 2048, help="the stdlib val split is small; one eval batch by default")
-    ap.add_argument("--variants", nargs="+", default=["cold", "warm", "eager"])
+    ap.add_argument("--variants", nargs="+", default=["cold", "warm", "windows", "eager"])
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ENV=VALUE,...", help="an extra variant with env settings")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run of the same path (no GPU needed)")
     args = ap.parse_args()
