@@ -43,3 +43,37 @@ def test_the_llm_agent_repairs_its_crash_from_the_traceback(tmp_path: Path, stdl
     digest = next(e["agent"]["prompts"] for e in Ledger(run.path).events() if e["event"] == "experiment_started" and e["index"] == 1)
     kept = run.state / "prompts" / digest
     assert sorted(p.name for p in kept.iterdir()) == sorted(p.name for p in (Path(__file__).parents[1] / "prompts").glob("*.md"))
+
+
+def test_an_unreachable_model_is_waited_for_and_shown_in_status(tmp_path: Path, stdlib_small: Prepared) -> None:
+    import threading
+    import time
+
+    from autoresearch.engine.status import format_status, run_status
+
+    server = LLMServer()
+    try:
+        FakeLLM.script = [503] * 1000
+        run = make_run(tmp_path, stdlib_small, TEMPLATE, max_steps=4)
+        cfg = run.config()
+        cfg["agent"] = "openai:tiny"
+        (run.state / "config.json").write_text(__import__("json").dumps(cfg))
+        agent = load_agent("openai:tiny", base_url=server.url + "/v1")
+        agent.provider.backoff = 0.01  # type: ignore[attr-defined]
+        engine = Engine(run, agent, EngineOptions(max_experiments=2, policy="greedy", agent_backoff=(0.2,)),
+                        log=lambda s: None)
+        thread = threading.Thread(target=engine.run)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while True:
+            report = run_status(run)
+            if report["agent"].get("state") == "unavailable" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        engine.request_stop()
+        thread.join(timeout=60)
+    finally:
+        server.close()
+    assert report["agent"]["state"] == "unavailable" and "HTTP 503" in report["agent"]["message"]
+    assert "UNREACHABLE since" in format_status(report) and "no experiment is spent" in format_status(report)
+    assert [e.status for e in Ledger(run.path).experiments()] == ["keep"]  # the outage cost no experiment

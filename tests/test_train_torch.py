@@ -109,6 +109,7 @@ def _script_functions(*names: str) -> dict:
     return ns
 
 
+@pytest.mark.filterwarnings("ignore:.*flex_attention.*:UserWarning")
 def test_sliding_windows_through_flex_attention_match_the_dense_mask() -> None:
     """The CUDA path (flex attention with a block mask) computes what the CPU path (SDPA, dense mask) does.
     Flex attention has no backward on the CPU, so this checks the forward; training speed is proven on CUDA."""

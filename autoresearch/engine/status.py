@@ -38,6 +38,14 @@ def run_status(run: RunDir) -> dict[str, Any]:
             "test_bpb": e.test_bpb,
             "reason": e.reason,
         })
+    last_agent = next((e for e in reversed(events)
+                       if e.get("event") in ("agent_error", "experiment_started", "experiment_repaired", "run_started")), None)
+    agent: dict[str, Any] = {"spec": cfg.get("agent"),
+                             "unusable_replies": sum(1 for e in events if e.get("event") == "agent_error"
+                                                     and not e.get("unavailable"))}
+    if running and last_agent is not None and last_agent.get("event") == "agent_error":
+        agent.update(state="unavailable" if last_agent.get("unavailable") else "retrying",
+                     message=last_agent.get("message"), since=last_agent.get("ts"))
     counts: dict[str, int] = {}
     for x in experiments:
         counts[x["status"]] = counts.get(x["status"], 0) + 1
@@ -53,6 +61,7 @@ def run_status(run: RunDir) -> dict[str, Any]:
         "baseline_val_bpb": next((e.val_bpb for e in exps if e.kind == "baseline" and e.status == "keep"), None),
         "noise_sigma": noise.get("sigma") if noise else None,
         "counts": counts,
+        "agent": agent,
         "experiments": experiments,
     }
 
@@ -76,6 +85,16 @@ def format_status(r: dict[str, Any]) -> str:
     if r["noise_sigma"] is not None:
         lines.append(f"noise (seed-to-seed std) {r['noise_sigma']:.6f}")
     lines.append(", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items())) or "no experiments yet")
+    agent = r.get("agent") or {}
+    if agent.get("spec"):
+        text = f"agent {agent['spec']}"
+        if agent.get("unusable_replies"):
+            text += f", {agent['unusable_replies']} unusable repl{'y' if agent['unusable_replies'] == 1 else 'ies'} so far"
+        if agent.get("state") == "unavailable":
+            text += f"; UNREACHABLE since {str(agent.get('since'))[:19]}: {_short(agent.get('message') or '', 100)} (waiting; no experiment is spent)"
+        elif agent.get("state") == "retrying":
+            text += f"; last reply unusable: {_short(agent.get('message') or '', 100)}"
+        lines.append(text)
     lines.append("")
     lines.append(f"{'#':>4}  {'commit':<7}  {'status':<11}  {'val_bpb':>9}  {'delta':>9}  {'mem GB':>6}  {'train s':>7}  description")
     for x in r["experiments"]:
