@@ -173,14 +173,20 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
         raise click.UsageError("the terminal UI is not built yet: use `autoresearch run --headless`")
     settings = config_mod.load()
     runs = runs_dir or settings.runs_dir
+
+    def agent_for(spec: str | None, url: str | None) -> Any:
+        agent = load_agent(spec, config=settings.agent, base_url=url, host=settings.ollama_host,
+                           formats=list(edit_formats) or None) if spec else None
+        _check_ollama_model(agent, pull)
+        return agent
+
+    agent = agent_for(agent_spec, llm_url)  # a missing model or a dead server is said before anything is created
     run_dir, created = open_or_create(runs, tag, dataset=dataset, backend=backend, budget=budget, agent=agent_spec,
                                       llm_url=llm_url, policy=policy, profile_overrides=settings.profile_overrides,
                                       data_root=settings.data_dir)
     cfg = run_dir.config()
-    spec = agent_spec or cfg.get("agent")
-    agent = load_agent(spec, config=settings.agent, base_url=llm_url or cfg.get("llm_url"), host=settings.ollama_host,
-                       formats=list(edit_formats) or None) if spec else None
-    _check_ollama_model(agent, pull)
+    if agent is None and cfg.get("agent"):
+        agent = agent_for(cfg["agent"], llm_url or cfg.get("llm_url"))  # resuming: the run's own agent
     _stamp(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
     _stamp(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
@@ -193,20 +199,23 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
 
 
 def _check_ollama_model(agent: Any, pull: bool) -> None:
-    """Before a night's run: is the Ollama server up, does it have the model? Offer to pull it."""
+    """Before a night's run: a missing API key; is the Ollama server up, does it have the model? Offer to pull it."""
     from .agent.base import AgentError, AgentUnavailable
     from .agent.ollama import OllamaProvider
     from .progress import TqdmProgress
 
     provider = getattr(agent, "provider", None)
+    problem = getattr(provider, "problem", lambda: None)()
+    if problem:
+        raise AgentError(problem)
     if not isinstance(provider, OllamaProvider):
         return
     try:
         if provider.has_model():
             return
     except AgentUnavailable as e:
-        raise AgentError(f"{e}. Start Ollama (the app, or `ollama serve`), or point OLLAMA_HOST or [llm] ollama_host "
-                         "in the config at a running server, then run again.") from None
+        raise AgentError(f"{e}, or point OLLAMA_HOST or [llm] ollama_host in the config at a running server; "
+                         "then run again.") from None
     if not pull:
         if not sys.stdin.isatty():
             raise AgentError(f"Ollama at {provider.host} does not have {provider.model}: `ollama pull {provider.model}`, "

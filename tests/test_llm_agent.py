@@ -271,5 +271,18 @@ def test_run_start_checks_the_ollama_model(server: str, monkeypatch: pytest.Monk
     assert "qwen2.5-coder:7b" in FakeLLM.models and [s for s in Scripted.seen if s["path"] == "/api/pull"]
     _check_ollama_model(agent, pull=False)  # now installed: nothing asked
     down = load_agent("ollama:m", host="http://127.0.0.1:9")
-    with pytest.raises(AgentError, match="Start Ollama"):
+    with pytest.raises(AgentError, match="ollama serve.*OLLAMA_HOST"):
         _check_ollama_model(down, pull=False)
+
+
+def test_a_missing_key_is_said_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoresearch.cli import _check_ollama_model
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(AgentError, match="ANTHROPIC_API_KEY"):
+        _check_ollama_model(load_agent("anthropic:claude-x"), pull=False)
+    with pytest.raises(AgentError, match="OPENAI_API_KEY.*--llm-url"):
+        _check_ollama_model(load_agent("openai:gpt-x"), pull=False)
+    _check_ollama_model(load_agent("openai:local", base_url="http://127.0.0.1:9/v1"), pull=False)  # a local server needs no key

@@ -29,9 +29,16 @@ class AnthropicProvider:
         self.read_timeout, self.reply_seconds, self.attempts, self.backoff = read_timeout, reply_seconds, attempts, backoff
         self.max_tokens, self.temperature = max_tokens, temperature
 
-    def _once(self, body: dict[str, Any], on_text: OnText | None) -> str:
+    def problem(self) -> str | None:
+        """What stops this provider from working at all (checked when a run starts)."""
         if not self._key:
-            raise AgentError("anthropic: set ANTHROPIC_API_KEY in the environment (or api_key under [agent] in the config)")
+            return "anthropic: set ANTHROPIC_API_KEY in the environment (or api_key under [agent] in the config)"
+        return None
+
+    def _once(self, body: dict[str, Any], on_text: OnText | None) -> str:
+        problem = self.problem()
+        if problem:
+            raise AgentError(problem)
         headers = {"x-api-key": self._key, "anthropic-version": API_VERSION}
         deadline = Deadline(self.reply_seconds, self.name)
         try:

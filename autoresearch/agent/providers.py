@@ -116,6 +116,13 @@ class OpenAIProvider:
         self.max_tokens, self.temperature, self.stream = max_tokens, temperature, stream
         self._format_mode = 0  # index into RESPONSE_FORMATS: the first this server accepted
 
+    def problem(self) -> str | None:
+        """What stops this provider from working at all (checked when a run starts)."""
+        if not self._key and "api.openai.com" in self.base_url:
+            return ("openai: set OPENAI_API_KEY for api.openai.com, or give --llm-url for a local OpenAI-compatible "
+                    "server (llama.cpp, LM Studio, vLLM)")
+        return None
+
     def _once(self, body: dict[str, Any], on_text: OnText | None) -> str:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         url = f"{self.base_url}/chat/completions"
