@@ -81,6 +81,7 @@ def test_knobs_json() -> None:
     copied = '{"description": "one line: what you change and why", "changes": {"DEPTH": 5}}'
     assert apply_knobs(SRC, copied)[1] == "DEPTH 4 -> 5"
     assert apply_knobs(SRC, '{"changes": {"DEPTH": 5, "MATRIX_LR": 0.03}}')[1] == "DEPTH 4 -> 5, MATRIX_LR 0.04 -> 0.03"
+    assert apply_knobs(SRC, '{"changes": {"DEPTH": 5, "NS_STEPS": 5}}')[1] == "DEPTH 4 -> 5"  # unchanged ones left out
     for reply, msg in [("not json", "not valid JSON"), ('{"changes": {}}', "at least one"),
                        ('{"changes": {"DEPHT": 5}}', "not a knob"), ('{"changes": {"VALUE_EMBEDS": 1}}', "must be a bool"),
                        ('{"changes": {"DEPTH": 4}}', "same as now")]:

@@ -280,7 +280,7 @@ def apply_knobs(source: str, reply: str) -> tuple[str, str]:
         new = set_knobs(source, changes)
     except KnobError as e:
         raise EditError(str(e)) from None
-    summary = ", ".join(f"{k} {knobs[k].value!r} -> {v!r}" for k, v in changes.items())
+    summary = ", ".join(f"{k} {knobs[k].value!r} -> {v!r}" for k, v in changes.items() if v != knobs[k].value)
     description = (str(data.get("description") or "").strip().splitlines() or [""])[0]
     if not description or _PLACEHOLDER.search(description):  # small models copy the schema's own wording
         description = summary

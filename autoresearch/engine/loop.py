@@ -75,7 +75,7 @@ class Engine:
         self._train_started = 0.0
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
-        self._reply_chars, self._reply_logged = 0, 0.0  # the agent's reply as it streams (heartbeat)
+        self._reply_chars, self._reply_logged, self._reply_started = 0, 0.0, 0.0  # the agent's reply (heartbeat)
 
     # -- public ---------------------------------------------------------------------------------------
     def request_stop(self, now: bool = False, reason: str = "stop requested") -> None:
@@ -309,7 +309,8 @@ class Engine:
         assert self.agent is not None
         if hasattr(self.agent, "on_text"):
             self.agent.on_text = self._agent_progress  # type: ignore[union-attr]
-        self._reply_chars, self._reply_logged = 0, time.monotonic()
+        self._reply_chars, self._reply_started = 0, time.monotonic()
+        self._reply_logged = self._reply_started
         attempt = 0
         while True:
             try:
@@ -399,12 +400,15 @@ class Engine:
             release(shared_memory=bool(hw.get("cuda") or hw.get("apple_chip")))
 
     def _agent_progress(self, piece: str) -> None:
-        """A heartbeat while a slow model writes: one log line every 30 s, not a line per token."""
-        self._reply_chars += len(piece)
+        """A heartbeat while a slow model works: one log line every 30 s, not a line per token."""
         now = time.monotonic()
+        if self._reply_chars == 0 and now - self._reply_started >= 10:
+            self.log(f"agent: replying (it read the prompt for {now - self._reply_started:.0f}s)")
+            self._reply_logged = now
+        self._reply_chars += len(piece)
         if now - self._reply_logged >= 30:
             self._reply_logged = now
-            self.log(f"agent writing: {self._reply_chars:,} characters so far")
+            self.log(f"agent: {self._reply_chars:,} characters written ({now - self._reply_started:.0f}s)")
 
     def _commit_repair(self, index: int, parent: str, fixed: Proposal, attempt: int, after: str) -> None:
         """Replace the experiment's commit with the repaired script (recorded before the next training)."""
