@@ -78,7 +78,7 @@ def print_table(table: dict[tuple[str, str], dict[str, Any]], title: str) -> Non
 def keep_script(text: str, directory: Path) -> str:
     """A copy of the script the replies answered, beside the recording (the template changes; the replies stay
     valid for their copy). Returns its path relative to ``directory``."""
-    name = f"scripts/{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
+    name = f"scripts/{hashlib.sha256(text.encode()).hexdigest()[:12]}.py.txt"  # data, not code
     (directory / name).parent.mkdir(parents=True, exist_ok=True)
     (directory / name).write_text(text)
     return name
