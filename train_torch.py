@@ -81,15 +81,20 @@ def sliding_window_mask(seq_len, window, device, flex=None):
     return (j <= i) & (j > i - window)
 
 
+FLEX = {}  # flex attention, compiled once on CUDA: the fused kernel, also when the harness evaluates the eager model
+
+
 def windowed_attention(q, k, v, mask, window):
     """Causal attention within the last `window` tokens, (B, heads, T, head_dim) in and out."""
     t = q.size(2)
     if isinstance(mask, torch.Tensor):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:t, :t])
     if t == mask.shape[-2]:
-        from torch.nn.attention.flex_attention import flex_attention
+        if q.device not in FLEX:
+            from torch.nn.attention.flex_attention import flex_attention
 
-        return flex_attention(q, k, v, block_mask=mask)
+            FLEX[q.device] = torch.compile(flex_attention, dynamic=False) if q.is_cuda else flex_attention
+        return FLEX[q.device](q, k, v, block_mask=mask)
     dense = sliding_window_mask(t, window, "cpu").to(q.device)  # a shorter input than the block mask was built for
     return F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
 
@@ -283,8 +288,8 @@ def lr_multiplier(progress):
 H = harness.start()
 model = GPT(H.vocab_size, H.seq_len).to(H.device)
 optimizers = make_optimizers(model)
-model.masks = {w: sliding_window_mask(H.seq_len, w, H.device) for w in model.windows}  # before compiling
-model.masks_device = H.device
+model.masks = {w: sliding_window_mask(H.seq_len, w, H.device) for w in model.windows}  # built before compiling
+model.masks_device = next(model.parameters()).device  # cuda:0, as the batches' device compares (not "cuda")
 train_model = torch.compile(model) if H.config.compile else model
 scaler = torch.amp.GradScaler(H.device.type, enabled=H.autocast_dtype == torch.float16)  # fp16 needs loss scaling
 grad_accum = max(1, TOTAL_BATCH_SIZE // (DEVICE_BATCH_SIZE * H.seq_len))

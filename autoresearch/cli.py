@@ -174,10 +174,10 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     settings = config_mod.load()
     runs = runs_dir or settings.runs_dir
 
-    def agent_for(spec: str | None, url: str | None) -> Any:
+    def agent_for(spec: str | None, url: str | None, resuming: bool = False) -> Any:
         agent = load_agent(spec, config=settings.agent, base_url=url, host=settings.ollama_host,
                            formats=list(edit_formats) or None) if spec else None
-        _check_ollama_model(agent, pull)
+        _check_ollama_model(agent, pull, wait_if_down=resuming)
         return agent
 
     agent = agent_for(agent_spec, llm_url)  # a missing model or a dead server is said before anything is created
@@ -186,7 +186,7 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
                                       data_root=settings.data_dir)
     cfg = run_dir.config()
     if agent is None and cfg.get("agent"):
-        agent = agent_for(cfg["agent"], llm_url or cfg.get("llm_url"))  # resuming: the run's own agent
+        agent = agent_for(cfg["agent"], llm_url or cfg.get("llm_url"), resuming=True)  # the run's own agent
     _stamp(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
     _stamp(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
@@ -198,7 +198,7 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
         sys.exit(1)
 
 
-def _check_ollama_model(agent: Any, pull: bool) -> None:
+def _check_ollama_model(agent: Any, pull: bool, wait_if_down: bool = False) -> None:
     """Before a night's run: a missing API key; is the Ollama server up, does it have the model? Offer to pull it."""
     from .agent.base import AgentError, AgentUnavailable
     from .agent.ollama import OllamaProvider
@@ -214,6 +214,9 @@ def _check_ollama_model(agent: Any, pull: bool) -> None:
         if provider.has_model():
             return
     except AgentUnavailable as e:
+        if wait_if_down:  # a resume after a reboot may come before Ollama is up: the loop waits for it
+            _stamp(f"warning: {e}; the run waits for it (no experiment is spent)")
+            return
         raise AgentError(f"{e}, or point OLLAMA_HOST or [llm] ollama_host in the config at a running server; "
                          "then run again.") from None
     if not pull:

@@ -10,7 +10,8 @@ Each chat request takes the next item of ``FakeLLM.script``:
 - ``{"status": 500, "body": "..."}``: that status with that body;
 - ``"hang"``: say nothing for 3 s; ``"garbage"``: a 200 whose JSON is not a chat reply;
 - ``{"raw": [lines]}``: stream these ``data:`` payloads verbatim (malformed chunks, mid-stream errors);
-- ``{"text": "...", "gap": seconds}``: stream the text slowly, one piece per gap.
+- ``{"text": "...", "gap": seconds}``: stream the text slowly, one piece per gap;
+- ``{"ollama_error": "..."}``: an Ollama stream that starts, then reports an error (a runner that died).
 """
 
 from __future__ import annotations
@@ -116,6 +117,10 @@ class FakeLLM(BaseHTTPRequestHandler):
         self._stream("text/event-stream", data, gap)
 
     def _ollama(self, body: dict[str, Any], item: Any) -> None:
+        if isinstance(item, dict) and "ollama_error" in item:  # the runner dies mid-reply
+            lines = [{"model": body.get("model"), "message": {"role": "assistant", "content": "Descr"}, "done": False},
+                     {"error": item["ollama_error"]}]
+            return self._stream("application/x-ndjson", [json.dumps(x).encode() + b"\n" for x in lines])
         text = item["text"] if isinstance(item, dict) else item
 
         def msg(content: str, done: bool) -> dict[str, Any]:

@@ -103,6 +103,9 @@ def test_tolerant_matching_tiers() -> None:
     # the search text left out the trailing comment: the line's comment is kept on the new line
     partial = "<<<<<<< SEARCH\nMLP_RATIO = 4\n=======\nMLP_RATIO = 6\n>>>>>>> REPLACE\n"
     assert "MLP_RATIO = 6  # hidden size of the MLP, in multiples of WIDTH\n" in apply_blocks(SRC, partial)
+    # a comment stays only with a new version of its own line
+    moved = "<<<<<<< SEARCH\nMLP_RATIO = 4\n=======\nEXTRA = 1\n>>>>>>> REPLACE\n"
+    assert "\nEXTRA = 1\n" in apply_blocks(SRC, moved)
     # but a prefix of a different value is not a match, and ambiguity is still refused
     with pytest.raises(EditError, match="does not match"):
         apply_blocks(SRC, "<<<<<<< SEARCH\nMLP_RATIO = 42\n=======\nMLP_RATIO = 6\n>>>>>>> REPLACE\n")
@@ -114,7 +117,7 @@ def test_knob_values_small_models_quote() -> None:
     new, _ = apply_knobs(SRC, '{"changes": {"TOTAL_BATCH_SIZE": "2**10", "VALUE_EMBEDS": "True", "MATRIX_LR": "0.03"}}')
     knobs = read_knobs(new)
     assert (knobs["TOTAL_BATCH_SIZE"].value, knobs["VALUE_EMBEDS"].value, knobs["MATRIX_LR"].value) == (1024, True, 0.03)
-    for bad in ('"yes"', '"__import__(\'os\')"', '"2**100000"', '"DEPTH * 2"'):
+    for bad in ('"yes"', '"(2**64)**64"', '"(((9**64)**64)**64)**64"', '1e999', '"1e999"', '"__import__(\'os\')"', '"2**100000"', '"DEPTH * 2"'):
         with pytest.raises(EditError, match="must be"):
             apply_knobs(SRC, '{"changes": {"TOTAL_BATCH_SIZE": %s}}' % bad if "yes" not in bad else '{"changes": {"VALUE_EMBEDS": %s}}' % bad)
 

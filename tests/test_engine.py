@@ -268,8 +268,9 @@ def test_a_crashed_change_is_repaired_by_the_agent_and_trained_again(tmp_path: P
     base, exp = ledger.experiments()
     assert exp.status in ("keep", "discard") and exp.repairs == 1
     assert "AttributeError" in agent.repairs[0] and "Traceback" in agent.repairs[0]  # the agent saw the traceback
-    assert [r.outcome for r in exp.runs] == ["crash", "ok"]
-    logs = [run.state / r.log for r in exp.runs]
+    assert [r.outcome for r in exp.superseded_runs] == ["crash"] and [r.outcome for r in exp.runs] == ["ok"]
+    assert exp.earlier_sha256 and exp.earlier_sha256[0] != exp.script_sha256  # the crashed version stays a duplicate
+    logs = [run.state / r.log for r in exp.superseded_runs + exp.runs]
     assert logs[0] != logs[1] and "AttributeError" in logs[0].read_text()  # the crashed version's log is kept
     assert exp.description == "a typo (repaired)"
     assert "MATRIX_LR = 0.03" in run.repo.git.show(f"{exp.commit}:train.py")
@@ -286,6 +287,6 @@ def test_a_repair_that_crashes_again_ends_the_experiment_as_a_crash(tmp_path: Pa
     Engine(run, agent, EngineOptions(max_experiments=2, policy="greedy", max_crash_repairs=1), log=lambda s: None).run()
     base, exp = Ledger(run.path).experiments()
     assert exp.status == "crash" and exp.repairs == 1
-    assert [r.outcome for r in exp.runs] == ["crash", "crash"]
+    assert [r.outcome for r in exp.superseded_runs + exp.runs] == ["crash", "crash"]
     assert len(agent.repairs) == 1  # bounded: one repair allowed
     assert run.head() == base.commit and run.foreign_changes() == []

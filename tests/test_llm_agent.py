@@ -286,3 +286,40 @@ def test_a_missing_key_is_said_at_start(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(AgentError, match="OPENAI_API_KEY.*--llm-url"):
         _check_ollama_model(load_agent("openai:gpt-x"), pull=False)
     _check_ollama_model(load_agent("openai:local", base_url="http://127.0.0.1:9/v1"), pull=False)  # a local server needs no key
+
+
+def test_review_findings_on_providers(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoresearch.agent.options import model_size_billions, resolve
+
+    # an Ollama runner that dies mid-reply is an outage to wait for, not an unusable proposal
+    Scripted.script = [{"ollama_error": "llama runner process has terminated"}] * 3
+    with pytest.raises(AgentUnavailable, match="mid-reply"):
+        LLMAgent(OllamaProvider("m", server, backoff=0.01)).propose(_ctx())
+    # a 503 that mentions response_format is an outage; it does not give up structured output for the night
+    Scripted.script = [{"status": 503, "body": "overloaded while validating response_format"}] * 3
+    provider = OpenAIProvider("tiny", server + "/v1", backoff=0.01)
+    with pytest.raises(AgentUnavailable):
+        provider.chat([{"role": "user", "content": "hi"}], schema={"type": "object"})
+    assert provider._format_mode == 0
+    # a key echoed back by a proxy never reaches messages (and so the ledger)
+    Scripted.script = [{"status": 401, "body": "bad key sk-secret-123 for user"}]
+    with pytest.raises(AgentError) as refused:
+        OpenAIProvider("tiny", server + "/v1", api_key="sk-secret-123").chat([{"role": "user", "content": "hi"}])
+    assert "sk-secret-123" not in str(refused.value) and "***" in str(refused.value)
+    # settings: whole numbers for float settings; keys and URLs per provider only; the largest size in a name
+    assert resolve("m", {"reply_seconds": 3600})["reply_seconds"] == 3600
+    with pytest.raises(AgentError, match="unknown setting 'api_key'"):
+        resolve("m", {"api_key": "k"})
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    agent = load_agent("openai:m", config={"anthropic": {"api_key": "ant-key"}, "openai": {"base_url": server + "/v1"}})
+    assert agent.provider.base_url == server + "/v1" and agent.provider._key == ""  # type: ignore[attr-defined]
+    assert model_size_billions("qwen2.5:7b-instruct-1m") == 7
+
+
+def test_a_resumed_run_waits_for_a_server_that_is_not_up_yet() -> None:
+    from autoresearch.cli import _check_ollama_model
+
+    down = load_agent("ollama:m", host="http://127.0.0.1:9")
+    _check_ollama_model(down, pull=False, wait_if_down=True)  # a warning, not an error
+    with pytest.raises(AgentError):
+        _check_ollama_model(down, pull=False)

@@ -104,7 +104,7 @@ def _script_functions(*names: str) -> dict:
 
     tree = ast.parse(TEMPLATE)
     module = ast.Module(body=[n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names], type_ignores=[])
-    ns: dict = {"torch": torch, "F": F}
+    ns: dict = {"torch": torch, "F": F, "FLEX": {}}
     exec(compile(module, "train_torch.py", "exec"), ns)
     return ns
 

@@ -32,7 +32,7 @@ class AnthropicProvider:
     def problem(self) -> str | None:
         """What stops this provider from working at all (checked when a run starts)."""
         if not self._key:
-            return "anthropic: set ANTHROPIC_API_KEY in the environment (or api_key under [agent] in the config)"
+            return "anthropic: set ANTHROPIC_API_KEY in the environment (or api_key under [agent.anthropic] in the config)"
         return None
 
     def _once(self, body: dict[str, Any], on_text: OnText | None) -> str:
@@ -46,10 +46,9 @@ class AnthropicProvider:
                               timeout=httpx.Timeout(self.read_timeout, connect=10.0)) as r:
                 if r.status_code >= 400:
                     r.read()
-                    raise http_failure(self.base_url, r)
+                    raise http_failure(self.base_url, r, secrets=(self._key,))
                 parts: list[str] = []
-                for data in sse_data(r.iter_lines()):
-                    deadline.check()
+                for data in sse_data(r.iter_lines(), deadline):
                     try:
                         event = json.loads(data)
                     except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -103,8 +104,8 @@ def apply_block(source: str, block: Block) -> str:
         old, new = shift
         replace = [(new + line[len(old):] if line.startswith(old) else new + line.lstrip()) if line.strip() else line
                    for line in replace]
-    if comments and len(replace) == len(search):  # keep each line's comment where the new line has none
-        replace = [r + _comment(f) if r.strip() and "#" not in r and _comment(f) else r
+    if comments and len(replace) == len(search):  # keep a line's comment on its new version (same target)
+        replace = [r + _comment(f) if "#" not in r and _comment(f) and _target(r) and _target(r) == _target(f) else r
                    for r, f in zip(replace, src[i : i + len(search)])]
     return "\n".join(src[:i] + replace + src[i + len(search):])
 
@@ -112,6 +113,13 @@ def apply_block(source: str, block: Block) -> str:
 def _code(line: str) -> str:
     """A line without its trailing comment, spaces normalised (a '#' inside a string is rare in train.py)."""
     return " ".join(line.split("#", 1)[0].split())
+
+
+def _target(line: str) -> str:
+    """What an assignment line assigns to ('' for other lines)."""
+    code = line.split("#", 1)[0]
+    head, eq, rest = code.partition("=")
+    return head.strip() if eq and not rest.startswith("=") and head.strip().isidentifier() else ""
 
 
 def _comment(line: str) -> str:
@@ -230,21 +238,26 @@ def _arithmetic(text: str) -> int | float | None:
     ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.Pow: operator.pow, ast.USub: operator.neg}
 
+    def bounded(x: int | float) -> int | float:
+        if not math.isfinite(x) or abs(x) > 1e15:  # no knob is that large: refuse before it grows further
+            raise ValueError("out of range")
+        return x
+
     def ev(node: ast.AST) -> int | float:
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value  # type: ignore[no-any-return]
+            return bounded(node.value)
         if isinstance(node, ast.BinOp) and type(node.op) in ops:
             left, right = ev(node.left), ev(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > 64:
-                raise ValueError("exponent too large")
-            return ops[type(node.op)](left, right)  # type: ignore[no-any-return]
+            if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 1e6):
+                raise ValueError("power too large")
+            return bounded(ops[type(node.op)](left, right))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -ev(node.operand)
         raise ValueError("not arithmetic")
 
     try:
         return ev(ast.parse(text, mode="eval").body)
-    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, RecursionError):
+    except (SyntaxError, ValueError, TypeError, ZeroDivisionError, OverflowError, RecursionError, MemoryError):
         return None
 
 
@@ -273,6 +286,8 @@ def apply_knobs(source: str, reply: str) -> tuple[str, str]:
         value = _coerce(want, value)
         if isinstance(want, bool) != isinstance(value, bool) or (isinstance(want, (int, float)) and not isinstance(value, (int, float))):
             raise EditError(f"{name} must be a {knobs[name].type_name}, got {value!r}.")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and abs(value) <= 1e15):
+            raise EditError(f"{name} must be a finite {knobs[name].type_name} of a sensible size, got {value!r}.")
         changes[name] = int(value) if isinstance(want, int) and not isinstance(want, bool) and float(value).is_integer() else value
     if all(changes[k] == knobs[k].value for k in changes):
         raise EditError("Every value is the same as now: change at least one knob.")

@@ -10,9 +10,9 @@ from typing import Any, Callable
 
 from ..backends import REPO_ROOT
 from ..backends.knobs import read_knobs
-from .base import AgentContext, AgentError, Proposal
+from .base import AgentContext, AgentError, AgentUnavailable, Proposal
 from .edits import EditError, apply_blocks, apply_knobs, knobs_schema, whole_file
-from .options import FORMATS, resolve
+from .options import FORMATS, provider_settings, resolve
 from .providers import Message, OnText, OpenAIProvider, Provider
 
 PROMPTS = REPO_ROOT / "prompts"
@@ -71,20 +71,22 @@ def knobs_listing(script: str) -> str:
 
 def make_llm_agent(kind: str, model: str, *, config: dict[str, Any] | None = None, **flags: Any) -> "LLMAgent":
     """An LLM agent for ``kind:model`` with its per-model settings (see options.py)."""
-    opts = resolve(model, config, **{k: v for k, v in flags.items() if k not in ("host",)})
+    opts = resolve(model, config, **{k: v for k, v in flags.items() if k not in ("host", "base_url")})
+    where = provider_settings(kind, config)
+    base_url, api_key = flags.get("base_url") or where.get("base_url"), where.get("api_key")
     common = {k: opts[k] for k in ("max_tokens", "temperature", "reply_seconds", "read_timeout") if k in opts}
     provider: Provider
     if kind == "openai":
-        provider = OpenAIProvider(model, opts.get("base_url"), api_key=opts.get("api_key"), **common)
+        provider = OpenAIProvider(model, base_url, api_key=api_key, **common)
     elif kind == "anthropic":
         from .anthropic import AnthropicProvider
 
-        provider = AnthropicProvider(model, opts.get("base_url"), api_key=opts.get("api_key"), **common)
+        provider = AnthropicProvider(model, base_url, api_key=api_key, **common)
     else:
         from .ollama import OllamaProvider
 
         extra = {k: opts[k] for k in ("keep_alive", "max_ctx") if k in opts}
-        provider = OllamaProvider(model, flags.get("host"), **common, **extra)
+        provider = OllamaProvider(model, where.get("base_url") or flags.get("host"), **common, **extra)
     return LLMAgent(provider, formats=tuple(opts["formats"]), attempts_per_format=int(opts.get("attempts_per_format", 2)),
                     unload=opts.get("unload_before_training", "auto"))
 
@@ -182,7 +184,9 @@ class LLMAgent:
         for fmt in self.formats:
             try:
                 return self._converse(ctx, self._user_prompt(ctx, fmt), fmt)
-            except EditError as e:
+            except AgentUnavailable:
+                raise  # the engine waits for the server; another format would not help
+            except (EditError, AgentError) as e:  # incl. a server refusing this format's request (a schema)
                 problems.append(f"{fmt}: {e}")
         raise AgentError("no usable proposal in any edit format: " + " | ".join(p[:200] for p in problems))
 

@@ -45,6 +45,8 @@ class OllamaProvider:
         except ConnectionError as e:
             raise AgentUnavailable(f"no Ollama server answers at {self.host} (start it with `ollama serve`)") from e
         except ollama.ResponseError as e:
+            if e.status_code == -1:  # an error inside the stream: the runner died or was unloaded mid-reply
+                raise AgentUnavailable(f"Ollama failed mid-reply: {e.error}") from None
             if e.status_code == 404:
                 raise AgentError(f"Ollama at {self.host} has no model {self.model}: `ollama pull {self.model}`") from None
             if e.status_code == 429 or e.status_code >= 500:
@@ -54,6 +56,8 @@ class OllamaProvider:
             raise AgentUnavailable(f"Ollama at {self.host} timed out") from None
         except httpx.TransportError as e:
             raise AgentUnavailable(f"Ollama at {self.host} dropped the connection ({type(e).__name__})") from None
+        except ValueError as e:  # a truncated or garbled stream line
+            raise AgentError(f"Ollama at {self.host} sent a malformed reply ({e})") from None
 
     # -- models ------------------------------------------------------------------------------------------
     def installed(self) -> dict[str, int]:

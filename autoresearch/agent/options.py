@@ -8,6 +8,10 @@
     [agent.models."qwen2.5-coder:1.5b*"]
     formats = ["knobs", "search_replace"]
     max_tokens = 1024
+    [agent.openai]                     # per provider: where and with which key (environment variables also work)
+    base_url = "http://127.0.0.1:8080/v1"
+    [agent.anthropic]
+    api_key = "..."
 """
 
 from __future__ import annotations
@@ -19,16 +23,18 @@ from typing import Any
 from .base import AgentError
 
 FORMATS = ("search_replace", "whole_file", "knobs")
-KEYS = {"formats": list, "max_tokens": int, "temperature": float, "reply_seconds": float, "read_timeout": float,
-        "attempts_per_format": int, "unload_before_training": (bool, str), "keep_alive": (str, int),
-        "max_ctx": int, "base_url": str, "api_key": str}
+KEYS = {"formats": list, "max_tokens": int, "temperature": (int, float), "reply_seconds": (int, float),
+        "read_timeout": (int, float), "attempts_per_format": int, "unload_before_training": (bool, str),
+        "keep_alive": (str, int), "max_ctx": int}
+PROVIDERS = ("openai", "anthropic", "ollama")  # [agent.openai] etc.: base_url and api_key for that provider only
+PROVIDER_KEYS = {"base_url": str, "api_key": str}
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", re.I)
 
 
 def model_size_billions(model: str) -> float | None:
     """Parameters in billions as the name says (``qwen2.5-coder:7b`` -> 7, ``gemma3:270m`` -> 0.27)."""
     sizes = [float(n) / (1000 if unit.lower() == "m" else 1) for n, unit in _SIZE.findall(model.rsplit("/", 1)[-1])]
-    return sizes[-1] if sizes else None
+    return max(sizes) if sizes else None  # "qwen2.5:7b-instruct-1m" is 7B (1m is its context)
 
 
 def builtin(model: str) -> dict[str, Any]:
@@ -39,14 +45,27 @@ def builtin(model: str) -> dict[str, Any]:
     return {"formats": list(FORMATS)}
 
 
+def _types(spec: Any) -> tuple[type, ...]:
+    return spec if isinstance(spec, tuple) else (spec,)
+
+
+def provider_settings(kind: str, config: dict[str, Any] | None) -> dict[str, Any]:
+    """``[agent.KIND]``: the base URL and key of one provider (a key never goes to another provider's server)."""
+    table = dict((config or {}).get(kind) or {})
+    for key, value in table.items():
+        if key not in PROVIDER_KEYS or not isinstance(value, PROVIDER_KEYS[key]):
+            raise AgentError(f"[agent.{kind}] in the config: settings are base_url and api_key (strings), not {key!r}")
+    return table
+
+
 def _check(where: str, table: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in table.items():
-        if key == "models":
+        if key == "models" or key in PROVIDERS:
             continue
         if key not in KEYS:
             raise AgentError(f"{where}: unknown setting {key!r}; settings: {', '.join(KEYS)}")
-        if not isinstance(value, KEYS[key]) or isinstance(value, bool) and KEYS[key] in (int, float):
+        if not isinstance(value, KEYS[key]) or isinstance(value, bool) and bool not in _types(KEYS[key]):
             raise AgentError(f"{where}: {key} has the wrong type ({value!r})")
         out[key] = value
     formats = out.get("formats")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Callable, Iterator, Protocol
 
@@ -62,9 +63,11 @@ class Deadline:
                              "use a faster model or raise [agent] reply_seconds in the config")
 
 
-def sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The ``data:`` payloads of a server-sent event stream, up to ``[DONE]``."""
+def sse_data(lines: Iterator[str], deadline: "Deadline | None" = None) -> Iterator[str]:
+    """The ``data:`` payloads of a server-sent event stream, up to ``[DONE]`` (keep-alive lines count for the deadline)."""
     for line in lines:
+        if deadline is not None:
+            deadline.check()
         if line.startswith("data:"):
             data = line[5:].strip()
             if data == "[DONE]":
@@ -77,10 +80,19 @@ class FormatRejected(AgentError):
     """The server does not support the structured-output request it was sent (try the next kind)."""
 
 
-def http_failure(url: str, r: httpx.Response, *, structured: bool = False) -> AgentError:
+def redact(text: str, *secrets: str) -> str:
+    """Text for messages and the ledger: keys and URL credentials replaced (a proxy may echo them)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return re.sub(r"(https?://)[^/\s:@]+(:[^/\s@]*)?@", r"\1***@", text)
+
+
+def http_failure(url: str, r: httpx.Response, *, structured: bool = False, secrets: tuple[str, ...] = ()) -> AgentError:
     """The exception for an HTTP error status (read body): 429/5xx are worth waiting for, other 4xx are not."""
-    text = r.text[:300]
-    if structured and ("response_format" in r.text or "json_schema" in r.text):
+    url, text = redact(url, *secrets), redact(r.text[:300], *secrets)
+    if structured and r.status_code in (400, 422, 500) and ("response_format" in r.text or "json_schema" in r.text):
+        # a refusal of the request's shape (llama-cpp-python answers it with a 500), not an outage
         return FormatRejected(f"{url} does not take this structured output: HTTP {r.status_code} {text}")
     if r.status_code == 429 or r.status_code >= 500:
         return AgentUnavailable(f"{url} answered HTTP {r.status_code} {text}".rstrip())
@@ -132,13 +144,12 @@ class OpenAIProvider:
             with httpx.stream("POST", url, json=body, headers=headers, timeout=timeout) as r:
                 if r.status_code >= 400:
                     r.read()
-                    raise http_failure(self.base_url, r, structured="response_format" in body)
+                    raise http_failure(self.base_url, r, structured="response_format" in body, secrets=(self._key,))
                 if "text/event-stream" not in r.headers.get("content-type", ""):
                     r.read()
                     return self._whole(r)
                 parts: list[str] = []
-                for data in sse_data(r.iter_lines()):
-                    deadline.check()
+                for data in sse_data(r.iter_lines(), deadline):
                     piece = self._delta(data)
                     if piece:
                         parts.append(piece)
@@ -146,23 +157,23 @@ class OpenAIProvider:
                             on_text(piece)
                 return "".join(parts)
         except (httpx.TimeoutException, httpx.TransportError) as e:
-            raise AgentUnavailable(f"{self.base_url} unreachable or silent ({type(e).__name__})") from None
+            raise AgentUnavailable(f"{redact(self.base_url)} unreachable or silent ({type(e).__name__})") from None
 
     def _whole(self, r: httpx.Response) -> str:
         try:
             return str(r.json()["choices"][0]["message"]["content"] or "")
         except (ValueError, KeyError, IndexError, TypeError):
-            raise AgentError(f"{self.base_url} sent a reply that is not a chat completion: {r.text[:300]}") from None
+            raise AgentError(f"{redact(self.base_url)} sent a reply that is not a chat completion: {redact(r.text[:300], self._key)}") from None
 
     def _delta(self, data: str) -> str:
         try:
             chunk = json.loads(data)
             if "error" in chunk:
-                raise AgentUnavailable(f"{self.base_url} failed mid-reply: {str(chunk['error'])[:300]}")
+                raise AgentUnavailable(f"{redact(self.base_url)} failed mid-reply: {str(chunk['error'])[:300]}")
             choices = chunk.get("choices") or []
             return str((choices[0].get("delta") or {}).get("content") or "") if choices else ""
         except (ValueError, AttributeError, TypeError):
-            raise AgentError(f"{self.base_url} sent a malformed stream chunk: {data[:200]}") from None
+            raise AgentError(f"{redact(self.base_url)} sent a malformed stream chunk: {data[:200]}") from None
 
     def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None,
              on_text: OnText | None = None) -> str:

@@ -15,7 +15,7 @@ Event contract with the loop (field ``"event"``):
 - ``decision`` {index, status (keep | discard | crash | oom | nan | timeout | invalid), val_bpb, delta,
   reason, test_bpb?}; the baseline's decision is recorded with status ``keep`` (upstream's convention)
 - ``experiment_repaired`` {index, commit, attempt, after, description, script_sha256}: after a crash the agent
-  fixed its change; the experiment continues with the new commit (the crashed run stays in its runs)
+  fixed its change; the experiment continues with the new commit (the crashed runs move to superseded_runs)
 - ``experiment_interrupted`` {index, reason}: terminal, like a decision with status ``interrupted``
 - ``noise_estimate`` {sigma, dof, source}
 - ``control`` {command}, ``paused`` {reason}, ``resumed`` {}, ``stopped`` {reason}, ``agent_error``
@@ -187,6 +187,8 @@ class Experiment:
     script_sha256: str | None = None
     manifest_digest: str | None = None
     repairs: int = 0  # times the agent fixed this experiment's change after a crash
+    superseded_runs: list[Run] = field(default_factory=list)  # trainings of versions replaced by a repair
+    earlier_sha256: list[str] = field(default_factory=list)  # those versions' script hashes (duplicate detection)
 
     @property
     def is_open(self) -> bool:
@@ -297,8 +299,13 @@ class _Reducer:
             exp = self._get(index)
             exp.commit = ev.get("commit") or exp.commit
             exp.description = ev.get("description") or exp.description
+            if exp.script_sha256:
+                exp.earlier_sha256.append(exp.script_sha256)
             exp.script_sha256 = ev.get("script_sha256") or exp.script_sha256
             exp.repairs += 1
+            exp.superseded_runs.extend(exp.runs)  # the crashed version's runs: kept, but not this version's figures
+            exp.runs = []
+            exp._recompute()
         elif kind == "experiment_interrupted":
             exp = self._get(index)
             exp.status = "interrupted"

@@ -150,7 +150,8 @@ class Engine:
                 f"{self.run_dir.path} has changes the engine did not make ({', '.join(foreign)}). Discard them "
                 f"(`git -C {self.run_dir.path} checkout -- .`) and run again, or start a new run for your own version."
             )
-        if head != target and not self.run_dir.is_experiment_commit(head) and self.run_dir.is_ancestor(target, head):
+        if (head != target and not pending and open_exp is None and not self.run_dir.is_experiment_commit(head)
+                and self.run_dir.is_ancestor(target, head)):  # (pending/open: the engine's own commit, maybe unmarked)
             raise RunError(
                 f"{self.run_dir.path} has a commit the engine did not make ({head[:7]}, on top of the best {target[:7]}). "
                 f"The run would throw it away: keep it elsewhere, then `git -C {self.run_dir.path} reset --hard "
@@ -270,11 +271,13 @@ class Engine:
             if r.status != "ok":
                 if not bpbs and r.status in self.options.repair_outcomes and repairs < self.options.max_crash_repairs:
                     fixed = self._crash_repair(index, proposal, r)
-                    if fixed is not None:
+                    self._poll_control()
+                    if fixed is not None and not self._stop_now and not self._skip:
                         repairs += 1
                         proposal = fixed
                         self._commit_repair(index, best.commit, fixed, repairs, r.status)
                         continue
+                    self._skip = False  # a skip during the repair ends the experiment as it stands: the failure
                 self._decide_failed(index, r)
                 self.run_dir.reset_to(best.commit)
                 return
@@ -335,7 +338,7 @@ class Engine:
         With ``crash`` (how its training failed) the agent is asked for a fix first, then the fix is checked.
         """
         assert self.agent is not None
-        seen = {e.script_sha256: e.index for e in self.ledger.experiments() if e.script_sha256}
+        seen = {sha: e.index for e in self.ledger.experiments() for sha in [*e.earlier_sha256, e.script_sha256] if sha}
         problems = crash or self._problems(proposal, seen)
         rounds = 0
         while problems:
@@ -377,6 +380,8 @@ class Engine:
                     "If the mistake is simple (a typo, a missing import, a shape, a batch too big for memory), fix it "
                     "and keep the idea. If the idea itself cannot work, propose something else.")
         self.log(f"[exp {index}] {r.status}: asking the agent to repair its change")
+        self._reply_chars, self._reply_started = 0, time.monotonic()
+        self._reply_logged = self._reply_started
         return self._validated(self._context(), proposal, feedback)
 
     def _keep_prompts(self, proposal: Proposal) -> None:

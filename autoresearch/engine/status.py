@@ -44,8 +44,16 @@ def run_status(run: RunDir) -> dict[str, Any]:
                              "unusable_replies": sum(1 for e in events if e.get("event") == "agent_error"
                                                      and not e.get("unavailable"))}
     if running and last_agent is not None and last_agent.get("event") == "agent_error":
+        since = last_agent.get("ts")
+        for e in reversed(events):  # the outage began with the first of the unbroken run of such errors
+            if e.get("event") in ("experiment_started", "experiment_repaired", "run_started"):
+                break
+            if e.get("event") == "agent_error":
+                if bool(e.get("unavailable")) != bool(last_agent.get("unavailable")):
+                    break
+                since = e.get("ts")
         agent.update(state="unavailable" if last_agent.get("unavailable") else "retrying",
-                     message=last_agent.get("message"), since=last_agent.get("ts"))
+                     message=last_agent.get("message"), since=since)
     counts: dict[str, int] = {}
     for x in experiments:
         counts[x["status"]] = counts.get(x["status"], 0) + 1
