@@ -7,6 +7,9 @@ with the call (no network there), in these variants, each in a fresh process:
     cold     torch.compile with empty inductor/triton caches  (the cost of every new experiment)
     warm     the same code again with the caches from `cold`
     eager    no compile
+    changed  after `cold`, with its caches: a typical agent change of the model (MLP_RATIO 4 -> 3): what a real
+             experiment pays when only some graphs are new (trainings share a lasting compile cache)
+    lr       after `cold`, with its caches: a learning-rate change (the graphs should all come from the cache)
     windows  compiled, sliding windows as upstream's default (SSSL, short window = seq/2): the flex-attention path
     (extra)  any --variant NAME=ENV,ENV... to try a setting, e.g. --variant fullgraph=AR_COMPILE_MODE=...
 
@@ -58,8 +61,10 @@ def run_variant(name: str, args: argparse.Namespace, caches: Path, out: Path | N
     work = Path(tempfile.mkdtemp(prefix=f"cuda-{name}-"))
     (work / ".autoresearch").mkdir()
     source = render_for_profile((REPO / "train_torch.py").read_text(), profile)
-    if name == "windows":
-        source = set_knobs(source, {"WINDOW_PATTERN": "SSSL", "SHORT_WINDOW": max(1, profile.seq_len // 2)})
+    knob_changes = {"windows": {"WINDOW_PATTERN": "SSSL", "SHORT_WINDOW": max(1, profile.seq_len // 2)},
+                    "changed": {"MLP_RATIO": 3}, "lr": {"MATRIX_LR": 0.03}}
+    if name in knob_changes:
+        source = set_knobs(source, knob_changes[name])
     (work / "train.py").write_text(source)
     cfg = work / ".autoresearch" / "harness.json"
     harness_config(profile, data, manifest).write(cfg)
@@ -92,7 +97,7 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="prepared dataset directory (stdlib at vocab 8192)")
     ap.add_argument("--budget", type=float, default=90.0)
     ap.add_argument("--eval-tokens", type=int, default=128 * 2048, help="the stdlib val split is small; one eval batch by default")
-    ap.add_argument("--variants", nargs="+", default=["cold", "warm", "windows", "eager"])
+    ap.add_argument("--variants", nargs="+", default=["cold", "warm", "changed", "lr", "windows", "eager"])
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ENV=VALUE,...", help="an extra variant with env settings")
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run of the same path (no GPU needed)")
     args = ap.parse_args()
@@ -105,7 +110,7 @@ def main() -> None:
     caches = Path(tempfile.mkdtemp(prefix="compile-cache-"))
     rows = []
     for name in args.variants:
-        if name not in ("warm",) and name in ("cold",):
+        if name in ("cold", "windows"):  # a cold start; warm/changed/lr reuse what cold compiled
             shutil.rmtree(caches, ignore_errors=True)
             caches.mkdir()
         m = run_variant(name, args, caches, out)

@@ -4,8 +4,12 @@
 # Here (once, a few seconds; the GPU machine has no network, so the data travels with the call):
 #   echo /.devdata/ >> .git/info/exclude
 #   AUTORESEARCH_CACHE=$PWD/.devdata .venv/bin/autoresearch prepare --dataset stdlib --vocab 8192
-# Then, through the device tool's run, with carry [".devdata"]:
-#   bash benchmarks/cuda_check.sh            (about 3 x (budget + overhead) seconds; budget 90 s by default)
+# Then, through the device tool's run, with carry [".devdata"]. A call may last 600 s and a session has about 15 min
+# of device time including the machine's start, so plan two calls at a 60 s budget (tokens/s, MFU and the overhead
+# around the budget do not depend on its length; the issue's 90-120 s fits when more time is lent):
+#   BUDGET=60 bash benchmarks/cuda_check.sh --variants cold warm changed lr    (~4 x 60 s + ~155 s overhead)
+#   BUDGET=60 bash benchmarks/cuda_check.sh --variants windows eager           (~2 x 60 s + ~120 s overhead)
+# warm, changed and lr reuse the compile caches of the `cold` before them in the same call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUDGET="${BUDGET:-90}"

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from autoresearch.backends import training_env
 from autoresearch.engine.runner import Runner, RunResult
@@ -101,3 +102,14 @@ def test_peak_memory_of_the_tree_is_sampled(tmp_path: Path) -> None:
     assert r.status == "invalid"  # no harness result, but the memory was seen
     assert r.peak_memory_mb > 250
     assert json.dumps(r.metrics) == "{}"
+
+
+def test_trainings_share_a_lasting_compile_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile's caches live under autoresearch's cache (not /tmp): a change recompiles only what it touched."""
+    monkeypatch.setenv("AUTORESEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    env = training_env(tmp_path / "harness.json", tmp_path / "metrics.json")
+    assert env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "inductor")
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "triton")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # a user's own setting wins
+    assert training_env(tmp_path / "h.json", tmp_path / "m.json")["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import paths
 from ..hardware import Profile
 from ..harness.manifest import Manifest
 from ..harness.session import HARNESS_ENV, METRICS_ENV, SEED_ENV, TEST_METRICS_ENV, HarnessConfig
@@ -125,6 +126,11 @@ def training_env(harness_json: Path, metrics_json: Path, seed: int | None = None
     if seed is not None:
         env[SEED_ENV] = str(seed)
     env["PYTHONUNBUFFERED"] = "1"
+    # torch.compile's caches in one lasting place (not /tmp, emptied by a reboot): an agent's change recompiles only
+    # the graphs it touched; the optimizer step and unchanged code come from the cache
+    compile_cache = paths.cache_dir() / "compile"
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache / "inductor"))
+    env.setdefault("TRITON_CACHE_DIR", str(compile_cache / "triton"))
     blas = mlx_blas_preload() if backend == "mlx" else None
     if blas and "LD_PRELOAD" not in env:
         env["LD_PRELOAD"] = blas
