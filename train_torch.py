@@ -182,10 +182,7 @@ class GPT(nn.Module):
         self.head.weight.normal_(0.0, 0.001)
 
     def forward(self, idx, targets=None):
-        if self.masks is None or self.masks_device != idx.device:  # built once per device, outside compiled code
-            self.masks = {w: sliding_window_mask(self.seq_len, w, idx.device) for w in self.windows}
-            self.masks_device = idx.device
-        masks = self.masks
+        masks = self.masks_for(idx.device)
         x = x0 = rms_norm(self.embed(idx))
         for i, block in enumerate(self.blocks):
             x = self.resid_scale[i] * x + self.skip_scale[i] * x0
@@ -197,6 +194,13 @@ class GPT(nn.Module):
         if targets is None:
             return logits
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
+
+    def masks_for(self, device):
+        """The sliding-window masks, built once per device (before torch.compile: see the setup below)."""
+        if self.masks is None or self.masks_device != device:
+            self.masks = {w: sliding_window_mask(self.seq_len, w, device) for w in self.windows}
+            self.masks_device = device
+        return self.masks
 
     def flops_per_token(self):
         """Training FLOPs per token: 6 x matmul parameters + attention scores and values."""
@@ -288,8 +292,7 @@ def lr_multiplier(progress):
 H = harness.start()
 model = GPT(H.vocab_size, H.seq_len).to(H.device)
 optimizers = make_optimizers(model)
-model.masks = {w: sliding_window_mask(H.seq_len, w, H.device) for w in model.windows}  # built before compiling
-model.masks_device = next(model.parameters()).device  # cuda:0, as the batches' device compares (not "cuda")
+model.masks_for(next(model.parameters()).device)  # cuda:0 as the batches compare (not "cuda"); before compiling
 train_model = torch.compile(model) if H.config.compile else model
 scaler = torch.amp.GradScaler(H.device.type, enabled=H.autocast_dtype == torch.float16)  # fp16 needs loss scaling
 grad_accum = max(1, TOTAL_BATCH_SIZE // (DEVICE_BATCH_SIZE * H.seq_len))

@@ -177,7 +177,7 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     def agent_for(spec: str | None, url: str | None, resuming: bool = False) -> Any:
         agent = load_agent(spec, config=settings.agent, base_url=url, host=settings.ollama_host,
                            formats=list(edit_formats) or None) if spec else None
-        _check_ollama_model(agent, pull, wait_if_down=resuming)
+        _check_agent(agent, pull, wait_if_down=resuming)
         return agent
 
     agent = agent_for(agent_spec, llm_url)  # a missing model or a dead server is said before anything is created
@@ -198,7 +198,7 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
         sys.exit(1)
 
 
-def _check_ollama_model(agent: Any, pull: bool, wait_if_down: bool = False) -> None:
+def _check_agent(agent: Any, pull: bool, wait_if_down: bool = False) -> None:
     """Before a night's run: a missing API key; is the Ollama server up, does it have the model? Offer to pull it."""
     from .agent.base import AgentError, AgentUnavailable
     from .agent.ollama import OllamaProvider

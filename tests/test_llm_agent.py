@@ -261,31 +261,31 @@ def test_formats_are_chosen_per_model() -> None:
 
 
 def test_run_start_checks_the_ollama_model(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from autoresearch.cli import _check_ollama_model
+    from autoresearch.cli import _check_agent
 
     agent = load_agent("ollama:qwen2.5-coder:7b", host=server)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
     with pytest.raises(AgentError, match=r"does not have qwen2.5-coder:7b: `ollama pull qwen2.5-coder:7b`, or run again with --pull"):
-        _check_ollama_model(agent, pull=False)
-    _check_ollama_model(agent, pull=True)
+        _check_agent(agent, pull=False)
+    _check_agent(agent, pull=True)
     assert "qwen2.5-coder:7b" in FakeLLM.models and [s for s in Scripted.seen if s["path"] == "/api/pull"]
-    _check_ollama_model(agent, pull=False)  # now installed: nothing asked
+    _check_agent(agent, pull=False)  # now installed: nothing asked
     down = load_agent("ollama:m", host="http://127.0.0.1:9")
     with pytest.raises(AgentError, match="ollama serve.*OLLAMA_HOST"):
-        _check_ollama_model(down, pull=False)
+        _check_agent(down, pull=False)
 
 
 def test_a_missing_key_is_said_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    from autoresearch.cli import _check_ollama_model
+    from autoresearch.cli import _check_agent
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(AgentError, match="ANTHROPIC_API_KEY"):
-        _check_ollama_model(load_agent("anthropic:claude-x"), pull=False)
+        _check_agent(load_agent("anthropic:claude-x"), pull=False)
     with pytest.raises(AgentError, match="OPENAI_API_KEY.*--llm-url"):
-        _check_ollama_model(load_agent("openai:gpt-x"), pull=False)
-    _check_ollama_model(load_agent("openai:local", base_url="http://127.0.0.1:9/v1"), pull=False)  # a local server needs no key
+        _check_agent(load_agent("openai:gpt-x"), pull=False)
+    _check_agent(load_agent("openai:local", base_url="http://127.0.0.1:9/v1"), pull=False)  # a local server needs no key
 
 
 def test_review_findings_on_providers(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -317,9 +317,9 @@ def test_review_findings_on_providers(server: str, monkeypatch: pytest.MonkeyPat
 
 
 def test_a_resumed_run_waits_for_a_server_that_is_not_up_yet() -> None:
-    from autoresearch.cli import _check_ollama_model
+    from autoresearch.cli import _check_agent
 
     down = load_agent("ollama:m", host="http://127.0.0.1:9")
-    _check_ollama_model(down, pull=False, wait_if_down=True)  # a warning, not an error
+    _check_agent(down, pull=False, wait_if_down=True)  # a warning, not an error
     with pytest.raises(AgentError):
-        _check_ollama_model(down, pull=False)
+        _check_agent(down, pull=False)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
-
-import httpx
+from typing import Any, Iterator
 
 from .base import AgentError, AgentUnavailable
-from .providers import Deadline, Message, OnText, http_failure, retrying, sse_data
+from .providers import Deadline, Message, OnText, collect, post_stream, retrying, sse_data
 
 API_VERSION = "2023-06-01"
 
@@ -41,31 +39,24 @@ class AnthropicProvider:
             raise AgentError(problem)
         headers = {"x-api-key": self._key, "anthropic-version": API_VERSION}
         deadline = Deadline(self.reply_seconds, self.name)
-        try:
-            with httpx.stream("POST", f"{self.base_url}/v1/messages", json=body, headers=headers,
-                              timeout=httpx.Timeout(self.read_timeout, connect=10.0)) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    raise http_failure(self.base_url, r, secrets=(self._key,))
-                parts: list[str] = []
-                for data in sse_data(r.iter_lines(), deadline):
-                    try:
-                        event = json.loads(data)
-                    except ValueError:
-                        raise AgentError(f"{self.base_url} sent a malformed stream event: {data[:200]}") from None
-                    kind = event.get("type")
-                    if kind == "error":
-                        raise AgentUnavailable(f"{self.base_url} failed mid-reply: {str(event.get('error'))[:300]}")
-                    if kind == "content_block_delta" and (event.get("delta") or {}).get("type") == "text_delta":
-                        piece = str(event["delta"].get("text") or "")
-                        parts.append(piece)
-                        if on_text and piece:
-                            on_text(piece)
-                    if kind == "message_stop":
-                        break
-                return "".join(parts)
-        except (httpx.TimeoutException, httpx.TransportError) as e:
-            raise AgentUnavailable(f"{self.base_url} unreachable or silent ({type(e).__name__})") from None
+        with post_stream(self.base_url, "/v1/messages", body, headers, read_timeout=self.read_timeout,
+                         secrets=(self._key,)) as r:
+            return collect(self._texts(sse_data(r.iter_lines(), deadline)), on_text)
+
+    def _texts(self, events: Iterator[str]) -> Iterator[str]:
+        """The text pieces of a Messages stream, up to its end."""
+        for data in events:
+            try:
+                event = json.loads(data)
+            except ValueError:
+                raise AgentError(f"{self.base_url} sent a malformed stream event: {data[:200]}") from None
+            kind = event.get("type")
+            if kind == "error":
+                raise AgentUnavailable(f"{self.base_url} failed mid-reply: {str(event.get('error'))[:300]}")
+            if kind == "content_block_delta" and (event.get("delta") or {}).get("type") == "text_delta":
+                yield str(event["delta"].get("text") or "")
+            if kind == "message_stop":
+                return
 
     def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None,
              on_text: OnText | None = None) -> str:

@@ -230,6 +230,11 @@ def _coerce(want: Any, value: Any) -> Any:
     return value
 
 
+def _sensible(x: int | float) -> bool:
+    """A finite number no knob exceeds (a bound that also stops runaway arithmetic in a quoted value)."""
+    return math.isfinite(x) and abs(x) <= 1e15
+
+
 def _arithmetic(text: str) -> int | float | None:
     """The value of a plain arithmetic expression over number literals ("2**10", "3e-4", "64 * 8"), else None."""
     import ast
@@ -239,7 +244,7 @@ def _arithmetic(text: str) -> int | float | None:
            ast.Pow: operator.pow, ast.USub: operator.neg}
 
     def bounded(x: int | float) -> int | float:
-        if not math.isfinite(x) or abs(x) > 1e15:  # no knob is that large: refuse before it grows further
+        if not _sensible(x):  # refuse before it grows further
             raise ValueError("out of range")
         return x
 
@@ -286,7 +291,7 @@ def apply_knobs(source: str, reply: str) -> tuple[str, str]:
         value = _coerce(want, value)
         if isinstance(want, bool) != isinstance(value, bool) or (isinstance(want, (int, float)) and not isinstance(value, (int, float))):
             raise EditError(f"{name} must be a {knobs[name].type_name}, got {value!r}.")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and abs(value) <= 1e15):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not _sensible(value):
             raise EditError(f"{name} must be a finite {knobs[name].type_name} of a sensible size, got {value!r}.")
         changes[name] = int(value) if isinstance(want, int) and not isinstance(want, bool) and float(value).is_integer() else value
     if all(changes[k] == knobs[k].value for k in changes):

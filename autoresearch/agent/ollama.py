@@ -8,13 +8,13 @@ can unload the model (``keep_alive=0``) before a training that needs the same me
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 
 from ..progress import NullProgress, Progress
 from .base import AgentError, AgentUnavailable
-from .providers import Deadline, Message, OnText, estimate_tokens, retrying
+from .providers import Deadline, Message, OnText, collect, estimate_tokens, retrying
 
 
 def full_name(model: str) -> str:
@@ -107,19 +107,13 @@ class OllamaProvider:
     def _once(self, messages: list[Message], schema: dict[str, Any] | None, on_text: OnText | None) -> str:
         deadline = Deadline(self.reply_seconds, self.name)
 
-        def run() -> str:
-            parts: list[str] = []
+        def pieces() -> Iterator[str]:
             for chunk in self._client.chat(model=self.model, messages=messages, format=schema, stream=True,
                                            options=self._options(messages), keep_alive=self.keep_alive):
                 deadline.check()
-                piece = chunk.message.content or "" if chunk.message else ""
-                if piece:
-                    parts.append(piece)
-                    if on_text:
-                        on_text(piece)
-            return "".join(parts)
+                yield (chunk.message.content or "") if chunk.message else ""
 
-        return self._call(run)  # type: ignore[no-any-return]
+        return self._call(lambda: collect(pieces(), on_text))  # type: ignore[no-any-return]
 
     def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None,
              on_text: OnText | None = None) -> str:

@@ -13,7 +13,8 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Iterator, Protocol
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import httpx
 
@@ -99,6 +100,33 @@ def http_failure(url: str, r: httpx.Response, *, structured: bool = False, secre
     return AgentError(f"{url} refused the request: HTTP {r.status_code} {text}".rstrip())
 
 
+def collect(pieces: Iterable[str], on_text: OnText | None) -> str:
+    """The whole reply from its streamed pieces, each handed to ``on_text`` as it arrives."""
+    parts: list[str] = []
+    for piece in pieces:
+        if piece:
+            parts.append(piece)
+            if on_text:
+                on_text(piece)
+    return "".join(parts)
+
+
+@contextmanager
+def post_stream(base_url: str, path: str, body: dict[str, Any], headers: dict[str, str], *, read_timeout: float,
+                secrets: tuple[str, ...] = (), structured: bool = False) -> Iterator[httpx.Response]:
+    """POST ``base_url + path`` and hold the response open for streaming. An error status raises
+    ``http_failure``'s exception; a refused, dropped or silent connection (also mid-stream) is unavailability."""
+    try:
+        with httpx.stream("POST", base_url + path, json=body, headers=headers,
+                          timeout=httpx.Timeout(read_timeout, connect=10.0)) as r:
+            if r.status_code >= 400:
+                r.read()
+                raise http_failure(base_url, r, structured=structured, secrets=secrets)
+            yield r
+    except (httpx.TimeoutException, httpx.TransportError) as e:
+        raise AgentUnavailable(f"{redact(base_url)} unreachable or silent ({type(e).__name__})") from None
+
+
 # Structured output, best first: OpenAI's json_schema; llama.cpp / LM Studio style json_object with a schema;
 # plain JSON mode; nothing (the format's prompt still asks for the JSON). A server that rejects one gets the next.
 RESPONSE_FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
@@ -137,27 +165,13 @@ class OpenAIProvider:
 
     def _once(self, body: dict[str, Any], on_text: OnText | None) -> str:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
-        url = f"{self.base_url}/chat/completions"
         deadline = Deadline(self.reply_seconds, self.name)
-        timeout = httpx.Timeout(self.read_timeout, connect=10.0)
-        try:
-            with httpx.stream("POST", url, json=body, headers=headers, timeout=timeout) as r:
-                if r.status_code >= 400:
-                    r.read()
-                    raise http_failure(self.base_url, r, structured="response_format" in body, secrets=(self._key,))
-                if "text/event-stream" not in r.headers.get("content-type", ""):
-                    r.read()
-                    return self._whole(r)
-                parts: list[str] = []
-                for data in sse_data(r.iter_lines(), deadline):
-                    piece = self._delta(data)
-                    if piece:
-                        parts.append(piece)
-                        if on_text:
-                            on_text(piece)
-                return "".join(parts)
-        except (httpx.TimeoutException, httpx.TransportError) as e:
-            raise AgentUnavailable(f"{redact(self.base_url)} unreachable or silent ({type(e).__name__})") from None
+        with post_stream(self.base_url, "/chat/completions", body, headers, read_timeout=self.read_timeout,
+                         secrets=(self._key,), structured="response_format" in body) as r:
+            if "text/event-stream" not in r.headers.get("content-type", ""):
+                r.read()
+                return self._whole(r)
+            return collect((self._delta(data) for data in sse_data(r.iter_lines(), deadline)), on_text)
 
     def _whole(self, r: httpx.Response) -> str:
         try:

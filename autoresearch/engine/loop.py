@@ -249,13 +249,8 @@ class Engine:
         if self._stop:
             return  # a stop arrived while the agent was thinking: nothing was committed or trained
         self._keep_prompts(proposal)
-        (self.run_dir.state / PENDING).write_text(str(index))
-        commit = self.run_dir.commit_script(proposal.source, proposal.description, index)
-        self.ledger.append({"event": "experiment_started", "index": index, "kind": "agent", "parent": best.commit,
-                            "commit": commit, "description": proposal.description,
-                            "script_sha256": script_hash(proposal.source),
-                            "manifest_digest": self.config.get("manifest_digest"), "agent": proposal.meta})
-        (self.run_dir.state / PENDING).unlink(missing_ok=True)
+        self._commit(index, proposal, {"event": "experiment_started", "kind": "agent", "parent": best.commit,
+                                       "manifest_digest": self.config.get("manifest_digest")})
         self.log(f"[exp {index}] {proposal.description}")
         best_bpbs = best.ok_values or [best.val_bpb]
         bpbs: list[float] = []
@@ -297,7 +292,7 @@ class Engine:
         event: dict[str, Any] = {"event": "decision", "index": index, "status": status, "val_bpb": mean,
                                  "delta": delta, "reason": decision.reason}
         if status == "keep":
-            event["test_bpb"] = self._test_bpb(index, first_ok or 0)
+            event["test_bpb"] = self._test_bpb(index, first_ok)
         total = time.perf_counter() - t_start
         event["timing"] = {"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
                            "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}
@@ -310,10 +305,7 @@ class Engine:
     def _proposal(self, ctx: AgentContext) -> Proposal | None:
         """A proposal that passes the integrity check and is new, or None (recorded as an agent error)."""
         assert self.agent is not None
-        if hasattr(self.agent, "on_text"):
-            self.agent.on_text = self._agent_progress  # type: ignore[union-attr]
-        self._reply_chars, self._reply_started = 0, time.monotonic()
-        self._reply_logged = self._reply_started
+        self._start_reply_clock()
         attempt = 0
         while True:
             try:
@@ -370,8 +362,6 @@ class Engine:
 
     def _crash_repair(self, index: int, proposal: Proposal, r: RunResult) -> Proposal | None:
         """Show the agent how its change failed (upstream's "fix it if it is dumb"); its checked fix, or None."""
-        if self.agent is None:
-            return None
         self._poll_control()
         if self._stop:
             return None
@@ -380,8 +370,7 @@ class Engine:
                     "If the mistake is simple (a typo, a missing import, a shape, a batch too big for memory), fix it "
                     "and keep the idea. If the idea itself cannot work, propose something else.")
         self.log(f"[exp {index}] {r.status}: asking the agent to repair its change")
-        self._reply_chars, self._reply_started = 0, time.monotonic()
-        self._reply_logged = self._reply_started
+        self._start_reply_clock()
         return self._validated(self._context(), proposal, feedback)
 
     def _keep_prompts(self, proposal: Proposal) -> None:
@@ -404,6 +393,13 @@ class Engine:
         if release is not None:
             release(shared_memory=bool(hw.get("cuda") or hw.get("apple_chip")))
 
+    def _start_reply_clock(self) -> None:
+        """Before asking the agent: its streamed reply feeds the heartbeat, timed from now."""
+        if hasattr(self.agent, "on_text"):
+            self.agent.on_text = self._agent_progress  # type: ignore[union-attr]
+        self._reply_chars, self._reply_started = 0, time.monotonic()
+        self._reply_logged = self._reply_started
+
     def _agent_progress(self, piece: str) -> None:
         """A heartbeat while a slow model works: one log line every 30 s, not a line per token."""
         now = time.monotonic()
@@ -415,16 +411,20 @@ class Engine:
             self._reply_logged = now
             self.log(f"agent: {self._reply_chars:,} characters written ({now - self._reply_started:.0f}s)")
 
+    def _commit(self, index: int, proposal: Proposal, event: dict[str, Any]) -> None:
+        """Commit the proposal as experiment ``index`` and record ``event`` with its commit, between PENDING marks
+        (a kill in between is recovered: see _recover)."""
+        (self.run_dir.state / PENDING).write_text(str(index))
+        commit = self.run_dir.commit_script(proposal.source, proposal.description, index)
+        self.ledger.append({**event, "index": index, "commit": commit, "description": proposal.description,
+                            "script_sha256": script_hash(proposal.source), "agent": proposal.meta})
+        (self.run_dir.state / PENDING).unlink(missing_ok=True)
+
     def _commit_repair(self, index: int, parent: str, fixed: Proposal, attempt: int, after: str) -> None:
         """Replace the experiment's commit with the repaired script (recorded before the next training)."""
         self._release_agent()
         self.run_dir.reset_to(parent)
-        (self.run_dir.state / PENDING).write_text(str(index))
-        commit = self.run_dir.commit_script(fixed.source, fixed.description, index)
-        self.ledger.append({"event": "experiment_repaired", "index": index, "commit": commit, "attempt": attempt,
-                            "after": after, "description": fixed.description,
-                            "script_sha256": script_hash(fixed.source), "agent": fixed.meta})
-        (self.run_dir.state / PENDING).unlink(missing_ok=True)
+        self._commit(index, fixed, {"event": "experiment_repaired", "attempt": attempt, "after": after})
         self.log(f"[exp {index}] repaired (attempt {attempt}): {fixed.description}")
 
     def _problems(self, proposal: Proposal, seen: dict[str, int]) -> str:

@@ -38,22 +38,21 @@ def run_status(run: RunDir) -> dict[str, Any]:
             "test_bpb": e.test_bpb,
             "reason": e.reason,
         })
-    last_agent = next((e for e in reversed(events)
-                       if e.get("event") in ("agent_error", "experiment_started", "experiment_repaired", "run_started")), None)
     agent: dict[str, Any] = {"spec": cfg.get("agent"),
                              "unusable_replies": sum(1 for e in events if e.get("event") == "agent_error"
                                                      and not e.get("unavailable"))}
-    if running and last_agent is not None and last_agent.get("event") == "agent_error":
-        since = last_agent.get("ts")
-        for e in reversed(events):  # the outage began with the first of the unbroken run of such errors
-            if e.get("event") in ("experiment_started", "experiment_repaired", "run_started"):
+    latest, since = None, None  # the agent's state: its latest error, unless a proposal came after it
+    for e in reversed(events):
+        if e.get("event") in ("experiment_started", "experiment_repaired", "run_started"):
+            break
+        if e.get("event") == "agent_error":
+            if latest is not None and bool(e.get("unavailable")) != bool(latest.get("unavailable")):
                 break
-            if e.get("event") == "agent_error":
-                if bool(e.get("unavailable")) != bool(last_agent.get("unavailable")):
-                    break
-                since = e.get("ts")
-        agent.update(state="unavailable" if last_agent.get("unavailable") else "retrying",
-                     message=last_agent.get("message"), since=since)
+            latest = latest or e
+            since = e.get("ts")  # the outage began with the first of this unbroken run of errors
+    if running and latest is not None:
+        agent.update(state="unavailable" if latest.get("unavailable") else "retrying",
+                     message=latest.get("message"), since=since)
     counts: dict[str, int] = {}
     for x in experiments:
         counts[x["status"]] = counts.get(x["status"], 0) + 1
