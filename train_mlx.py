@@ -9,7 +9,8 @@ What is NOT here, on purpose, and cannot be changed from here: the data, the tok
 the vocabulary, the time budget and the evaluation. They belong to the harness (`autoresearch.harness`):
 batches come from `H.train_batches`, the clock is `H.keep_training`, the score is `H.finish`.
 
-Run it inside a run directory: `python train.py`.
+It reads top to bottom: the knobs, the model, the optimizer, the schedules, the setup, the training loop
+and the end (the harness's evaluation and summary). Run it inside a run directory: `python train.py`.
 """
 
 import math
@@ -20,6 +21,7 @@ from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
 import autoresearch.harness.mlx as harness
 
+# Hyperparameters: the engine reads and rewrites the one-line constants between the two marker lines.
 # --- knobs ---------------------------------------------------------------------------------------------
 DEPTH = 4  # transformer blocks
 WIDTH = 128  # model dimension
@@ -44,6 +46,9 @@ WARMUP_FRAC = 0.0  # fraction of the budget with a linear LR warmup
 WARMDOWN_FRAC = 0.5  # fraction of the budget at the end with a linear LR decay
 FINAL_LR_FRAC = 0.0  # LR at the very end, as a fraction of the peak
 # --- end of knobs --------------------------------------------------------------------------------------
+
+
+# --- model ---------------------------------------------------------------------------------------------
 
 
 def rms_norm(x):
@@ -140,7 +145,10 @@ class GPT(nn.Module):
 
     def init_weights(self):
         bound = math.sqrt(3.0 / WIDTH)  # uniform with the variance of N(0, 1/WIDTH)
-        uniform = lambda shape: mx.random.uniform(-bound, bound, shape)  # noqa: E731
+
+        def uniform(shape):
+            return mx.random.uniform(-bound, bound, shape)
+
         for block in self.blocks:
             for lin in (block.attn.q, block.attn.k, block.attn.v, block.mlp.up):
                 lin.weight = uniform(lin.weight.shape)
@@ -170,8 +178,12 @@ class GPT(nn.Module):
 
 
 def loss_fn(model, x, y):
+    """Mean cross entropy of the model's logits for inputs x against targets y (training only)."""
     logits = model(x)
     return nn.losses.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="mean")
+
+
+# --- optimizer: Muon for the matrices inside the blocks, AdamW for the rest ----------------------------
 
 
 def orthogonalize(g, steps):
@@ -244,6 +256,7 @@ class AdamW:
 
 
 def make_optimizers(model):
+    """(adam, muon): AdamW for the embeddings, the head and the scalars; Muon for the blocks' matrices."""
     params = dict(tree_flatten(model.parameters()))
     block = [n for n in params if n.startswith("blocks.")]
     matrices = [n for n in block if params[n].ndim == 2]
@@ -256,7 +269,30 @@ def make_optimizers(model):
     return adam, muon
 
 
+def make_step_functions(model, adam, muon):
+    """A training step's two halves, as functions of arrays only (what mx.compile takes; the model is closed over):
+    loss_and_grad(x, y) -> (loss, grads) of one batch, and update(grads, lr_mult, momentum), the optimizer step,
+    which gives the model its new parameters."""
+    value_and_grad = nn.value_and_grad(model, loss_fn)
+
+    def loss_and_grad(x, y):
+        return value_and_grad(model, x, y)
+
+    def update(grads, lr_mult, momentum):
+        params = dict(tree_flatten(model.parameters()))
+        grads = dict(tree_flatten(grads))
+        new = adam.step(params, grads, lr_mult)
+        new.update(muon.step(params, grads, lr_mult, momentum))
+        model.update(tree_map_with_path(lambda name, p: new.get(name, p), model.parameters()))  # keeps dicts and lists
+
+    return loss_and_grad, update
+
+
+# --- schedules: the learning rate from H.progress, Muon's momentum from the step -----------------------
+
+
 def lr_multiplier(progress):
+    """The peak learning rate's multiplier at `progress` (the fraction of the budget spent, 0..1)."""
     if progress < WARMUP_FRAC:
         return (progress + 1e-8) / WARMUP_FRAC
     if progress < 1.0 - WARMDOWN_FRAC:
@@ -264,6 +300,16 @@ def lr_multiplier(progress):
     left = (1.0 - progress) / WARMDOWN_FRAC
     return left + (1.0 - left) * FINAL_LR_FRAC
 
+
+MUON_MOMENTUM_START = 0.85  # Muon's momentum at step 0, warmed up linearly to the knob MUON_MOMENTUM
+
+
+def muon_momentum(step):
+    """Muon's momentum at optimizer step `step`: MUON_MOMENTUM_START, rising to MUON_MOMENTUM at MUON_WARMUP_STEPS."""
+    return MUON_MOMENTUM_START + (MUON_MOMENTUM - MUON_MOMENTUM_START) * min(1.0, step / MUON_WARMUP_STEPS)
+
+
+# --- setup: the session, the model, the optimizers -----------------------------------------------------
 
 H = harness.start()
 model = GPT(H.vocab_size, H.seq_len)
@@ -273,31 +319,20 @@ n_params = sum(p.size for _, p in tree_flatten(model.parameters()))
 print(f"model: {n_params / 1e6:.2f}M parameters, depth {DEPTH}, width {WIDTH}, "
       f"{grad_accum} x {DEVICE_BATCH_SIZE} x {H.seq_len} tokens per step on {H.device}", flush=True)
 
-
-def update(grads, lr_mult, momentum):
-    params = dict(tree_flatten(model.parameters()))
-    grads = dict(tree_flatten(grads))
-    new = adam.step(params, grads, lr_mult)
-    new.update(muon.step(params, grads, lr_mult, momentum))
-    model.update(tree_map_with_path(lambda name, p: new.get(name, p), model.parameters()))  # keeps dicts and lists
-
-
-value_and_grad = nn.value_and_grad(model, loss_fn)
-loss_and_grad = lambda x, y: value_and_grad(model, x, y)  # noqa: E731
+loss_and_grad, update = make_step_functions(model, adam, muon)
 state = [model.state, adam.state, muon.state]  # every array the steps read or change (what mx.compile tracks)
-if H.config.compile:
-    # Measured on a 2-core Linux CPU (mlx[cpu] 0.32, seq_len 256, vocab 2048, these knobs): a compiled step took
-    # as long as an eager one (3.05 s vs 3.01 s with mlx[cpu]'s bundled reference BLAS, 0.43 s vs 0.44 s with
-    # OpenBLAS); fusing elementwise ops is meant for Apple GPUs. The first, uncounted step pays the compilation.
+if H.config.compile:  # fuses elementwise ops (meant for Apple GPUs); the first, uncounted step pays the compilation
     loss_and_grad = mx.compile(loss_and_grad, inputs=model.state, outputs=model.state)
     update = mx.compile(update, inputs=state, outputs=state)
+
+# --- training loop: one optimizer step per H.keep_training(), until the budget is spent ----------------
 
 batches = H.train_batches(DEVICE_BATCH_SIZE)
 x, y = next(batches)
 step = 0
 while H.keep_training():
     lr_mult = mx.array(lr_multiplier(H.progress))
-    momentum = mx.array(0.85 + (MUON_MOMENTUM - 0.85) * min(1.0, step / MUON_WARMUP_STEPS))
+    momentum = mx.array(muon_momentum(step))
     grads = None
     for _ in range(grad_accum):
         loss, g = loss_and_grad(x, y)
@@ -310,4 +345,11 @@ while H.keep_training():
     H.check_loss(loss)
     step += 1
 
+# --- the end: the harness evaluates the model and prints the summary -----------------------------------
+
+# H.finish checks the run (time spent outside the step clock, training hidden in the uncounted warm-up steps, a
+# model that sees future tokens: each makes the run invalid), scores the model in bits per byte on the harness's
+# fixed validation tokens, writes the metrics file (and the engine's held-out test score, never printed) and
+# prints the `---` summary: val_bpb, training_seconds, ..., status. flops_per_token only feeds mfu_percent (when
+# the device's peak FLOPs are known); depth is reported as is.
 H.finish(model, flops_per_token=model.flops_per_token(), depth=DEPTH)

@@ -8,7 +8,8 @@ What is NOT here, on purpose, and cannot be changed from here: the data, the tok
 the vocabulary, the time budget and the evaluation. They belong to the harness (`autoresearch.harness`):
 batches come from `H.train_batches`, the clock is `H.keep_training`, the score is `H.finish`.
 
-Run it inside a run directory: `python train.py`.
+It reads top to bottom: the knobs, the model, the optimizer, the schedules, the setup, the training loop
+and the end (the harness's evaluation and summary). Run it inside a run directory: `python train.py`.
 """
 
 import math
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 import autoresearch.harness.torch as harness
 
+# Hyperparameters: the engine reads and rewrites the one-line constants between the two marker lines.
 # --- knobs ---------------------------------------------------------------------------------------------
 DEPTH = 4  # transformer blocks
 WIDTH = 128  # model dimension
@@ -43,6 +45,9 @@ WARMUP_FRAC = 0.0  # fraction of the budget with a linear LR warmup
 WARMDOWN_FRAC = 0.5  # fraction of the budget at the end with a linear LR decay
 FINAL_LR_FRAC = 0.0  # LR at the very end, as a fraction of the peak
 # --- end of knobs --------------------------------------------------------------------------------------
+
+
+# --- model ---------------------------------------------------------------------------------------------
 
 
 def rms_norm(x):
@@ -209,6 +214,9 @@ class GPT(nn.Module):
         return 6 * matmul_params + 12 * DEPTH * WIDTH * self.seq_len
 
 
+# --- optimizer: Muon for the matrices inside the blocks, AdamW for the rest ----------------------------
+
+
 @torch.no_grad()
 def orthogonalize(g, steps):
     """Approximate the nearest semi-orthogonal matrix (U V^T of the SVD) with a quintic Newton-Schulz."""
@@ -258,6 +266,7 @@ class Muon(torch.optim.Optimizer):
 
 
 def make_optimizers(model):
+    """(adam, muon): AdamW for the embeddings, the head and the scalars; Muon for the blocks' matrices."""
     matrices = [p for p in model.blocks.parameters() if p.ndim == 2]
     scalars = [p for p in model.blocks.parameters() if p.ndim < 2] + [model.resid_scale, model.skip_scale]
     embeds = [model.embed.weight] + [v.weight for v in model.value_embeds.values()]
@@ -273,14 +282,17 @@ def make_optimizers(model):
         weight_decay=0.0,
     )
     muon = Muon(matrices, lr=MATRIX_LR, momentum=MUON_MOMENTUM, weight_decay=WEIGHT_DECAY, ns_steps=NS_STEPS)
-    optimizers = [adam, muon]
-    for opt in optimizers:
+    for opt in (adam, muon):
         for group in opt.param_groups:
             group["peak_lr"] = group["lr"]
-    return optimizers
+    return adam, muon
+
+
+# --- schedules: the learning rate from H.progress, Muon's momentum from the step -----------------------
 
 
 def lr_multiplier(progress):
+    """The peak learning rate's multiplier at `progress` (the fraction of the budget spent, 0..1)."""
     if progress < WARMUP_FRAC:
         return (progress + 1e-8) / WARMUP_FRAC
     if progress < 1.0 - WARMDOWN_FRAC:
@@ -289,15 +301,28 @@ def lr_multiplier(progress):
     return left + (1.0 - left) * FINAL_LR_FRAC
 
 
+MUON_MOMENTUM_START = 0.85  # Muon's momentum at step 0, warmed up linearly to the knob MUON_MOMENTUM
+
+
+def muon_momentum(step):
+    """Muon's momentum at optimizer step `step`: MUON_MOMENTUM_START, rising to MUON_MOMENTUM at MUON_WARMUP_STEPS."""
+    return MUON_MOMENTUM_START + (MUON_MOMENTUM - MUON_MOMENTUM_START) * min(1.0, step / MUON_WARMUP_STEPS)
+
+
+# --- setup: the session, the model, the optimizers -----------------------------------------------------
+
 H = harness.start()
 model = GPT(H.vocab_size, H.seq_len).to(H.device)
-optimizers = make_optimizers(model)
+adam, muon = make_optimizers(model)
+optimizers = (adam, muon)
 model.masks_for(next(model.parameters()).device)  # cuda:0 as the batches compare (not "cuda"); before compiling
 train_model = torch.compile(model) if H.config.compile else model
 scaler = torch.amp.GradScaler(H.device.type, enabled=H.autocast_dtype == torch.float16)  # fp16 needs loss scaling
 grad_accum = max(1, TOTAL_BATCH_SIZE // (DEVICE_BATCH_SIZE * H.seq_len))
 print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, depth {DEPTH}, width {WIDTH}, "
       f"{grad_accum} x {DEVICE_BATCH_SIZE} x {H.seq_len} tokens per step on {H.device}", flush=True)
+
+# --- training loop: one optimizer step per H.keep_training(), until the budget is spent ----------------
 
 batches = H.train_batches(DEVICE_BATCH_SIZE)
 x, y = next(batches)
@@ -307,7 +332,7 @@ while H.keep_training():
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["peak_lr"] * lr_mult
-    optimizers[1].param_groups[0]["momentum"] = 0.85 + (MUON_MOMENTUM - 0.85) * min(1.0, step / MUON_WARMUP_STEPS)
+    muon.param_groups[0]["momentum"] = muon_momentum(step)
     for _ in range(grad_accum):
         with H.autocast():
             loss = train_model(x, y)
@@ -320,4 +345,11 @@ while H.keep_training():
     H.check_loss(loss)
     step += 1
 
+# --- the end: the harness evaluates the model and prints the summary -----------------------------------
+
+# H.finish checks the run (time spent outside the step clock, training hidden in the uncounted warm-up steps, a
+# model that sees future tokens: each makes the run invalid), scores the model in bits per byte on the harness's
+# fixed validation tokens, writes the metrics file (and the engine's held-out test score, never printed) and
+# prints the `---` summary: val_bpb, training_seconds, ..., status. flops_per_token only feeds mfu_percent (when
+# the device's peak FLOPs are known); depth is reported as is.
 H.finish(model, flops_per_token=model.flops_per_token(), depth=DEPTH)

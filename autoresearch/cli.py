@@ -70,7 +70,16 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        if not _interactive():
+            click.echo(ctx.get_help())
+            return
+        from .tui.launch import open_app
+
+        open_app(None, runs_dir=config_mod.load().runs_dir, debug=debug)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 @main.command()
@@ -129,7 +138,7 @@ def prepare(dataset: str | None, vocab: int | None, force: bool, max_bytes: int 
 @click.option("--script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training script. Default: the backend's template.")
 def train(dataset: str | None, vocab: int | None, budget: float | None, backend: str | None, seed: int, script: Path | None) -> None:
     """Train a script once with the harness (no agent) and print its summary: a baseline, a smoke test."""
-    from .training import train_once
+    from .training.once import train_once
 
     result = train_once(dataset=dataset, vocab=vocab, budget=budget, backend=backend, seed=seed, script=script,
                         on_line=click.echo)
@@ -146,7 +155,7 @@ def _stamp(line: str) -> None:
 
 
 @main.command()
-@click.option("--headless", is_flag=True, help="Plain timestamped log lines (no TUI): for tmux, nohup, systemd, SSH.")
+@click.option("--headless", is_flag=True, help="Run the engine here, printing plain timestamped lines (no app): for tmux, nohup, systemd, SSH.")
 @click.option("--tag", help="Run name under the runs directory: resumes it if it exists. Default: a new run named by date.")
 @click.option("--dataset", metavar="NAME|PATH", help="Prepared dataset. Default: the profile's.")
 @click.option("--backend", type=click.Choice(["torch", "mlx"]), help="Default: the profile's.")
@@ -164,13 +173,19 @@ def _stamp(line: str) -> None:
 def run(headless: bool, tag: str | None, dataset: str | None, backend: str | None, budget: float | None,
         agent_spec: str | None, llm_url: str | None, edit_formats: tuple[str, ...], pull: bool,
         max_experiments: int | None, policy: str | None, runs_dir: Path | None) -> None:
-    """Create or resume a run and research until stopped (Ctrl-C stops after the current experiment)."""
-    from .agent.base import load_agent
+    """Create or resume a run and research until stopped.
+
+    Without --headless the engine is started in the background (it keeps running when the app, the terminal or
+    the SSH connection closes) and the dashboard opens on it. With --headless it runs here: Ctrl-C stops after
+    the current experiment, a second Ctrl-C stops now.
+    """
+    from .agent.factory import load_agent
     from .engine.create import open_or_create
     from .engine.loop import Engine, EngineOptions, install_signal_handlers
 
-    if not headless:
-        raise click.UsageError("the terminal UI is not built yet: use `autoresearch run --headless`")
+    if not headless and not _interactive():
+        headless = True  # no terminal for the app (a pipe, cron, CI): the plain lines of --headless
+        _stamp("no terminal for the app: running headless (pass --headless to say so)")
     settings = config_mod.load()
     runs = runs_dir or settings.runs_dir
 
@@ -187,12 +202,24 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     cfg = run_dir.config()
     if agent is None and cfg.get("agent"):
         agent = agent_for(cfg["agent"], llm_url or cfg.get("llm_url"), resuming=True)  # the run's own agent
-    _stamp(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
-    prof = cfg["profile"]
-    _stamp(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
-           f"{prof.get('time_budget', 0):.0f}s per experiment, data {cfg.get('dataset')}, policy {cfg.get('policy')}")
+    if not headless:
+        from .engine.launch import launch_detached
+        from .tui.launch import open_app
+
+        extra = [*(["--agent", agent_spec] if agent_spec else []), *(["--llm-url", llm_url] if llm_url else []),
+                 *[f"--edit-format={f}" for f in edit_formats],
+                 *(["--max-experiments", str(max_experiments)] if max_experiments is not None else [])]
+        click.echo(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}; starting its engine...")
+        pid = launch_detached(run_dir, extra)
+        click.echo(f"engine running (pid {pid}); opening the dashboard")
+        open_app(run_dir, runs_dir=runs, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")))
+        return
     engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"]), log=_stamp)
-    install_signal_handlers(engine, headless=True, log=_stamp)
+    engine.log(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
+    prof = cfg["profile"]
+    engine.log(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
+               f"{prof.get('time_budget', 0):.0f}s per experiment, data {cfg.get('dataset')}, policy {cfg.get('policy')}")
+    install_signal_handlers(engine, headless=True, log=engine.log)
     reason = engine.run()
     if reason.startswith("the baseline failed"):
         sys.exit(1)
@@ -241,6 +268,28 @@ def status(run_ref: str | None, as_json: bool, runs_dir: Path | None) -> None:
     run_dir = _resolve(run_ref, runs_dir)
     report = run_status(run_dir)
     click.echo(json.dumps(report, indent=2, default=str) if as_json else format_status(report))
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--serve", "serve_web", is_flag=True,
+              help="Serve the app to a browser on 127.0.0.1 only (no login: reach it through an SSH port forward).")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port for --serve.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def watch(ctx: click.Context, run_ref: str | None, serve_web: bool, port: int, runs_dir: Path | None) -> None:
+    """Open the dashboard of a run (default: the most recent), also one started headless in another shell or over SSH."""
+    from .tui.launch import open_app, serve
+
+    runs = runs_dir or config_mod.load().runs_dir
+    run_dir = _resolve(run_ref, runs_dir)
+    debug = bool(ctx.find_root().obj.get("debug"))
+    if serve_web:
+        serve(run_dir, runs_dir=runs, port=port, debug=debug)
+        return
+    if not _interactive():
+        raise click.UsageError("watch needs a terminal; use `autoresearch status` in scripts")
+    open_app(run_dir, runs_dir=runs, debug=debug)
 
 
 def _resolve(run_ref: str | None, runs_dir: Path | None):  # type: ignore[no-untyped-def]

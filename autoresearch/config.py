@@ -13,6 +13,8 @@
     formats = ["search_replace", "whole_file", "knobs"]
     [agent.models."qwen2.5-coder:1.5b*"]
     formats = ["knobs"]
+    [tui.keymap]                              # the app's keys, by binding id (`?` in the app lists them)
+    "dashboard.pause" = "ctrl+t"
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Settings:
     data_dir: Path = field(default_factory=paths.data_root)
     profile_overrides: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)  # the [agent] table (per-model settings)
+    tui: dict[str, Any] = field(default_factory=dict)  # the [tui] table: keymap = {binding id = "keys"}, ...
     source: Path | None = None  # the config file read, if any
 
 
@@ -77,6 +80,10 @@ def load(path: Path | None = None) -> Settings:
         settings.data_dir = Path(dirs["data_dir"]).expanduser()
     settings.profile_overrides = dict(raw.get("profile", {}))
     settings.agent = dict(raw.get("agent", {}))
+    tui = raw.get("tui", {})
+    if not isinstance(tui, dict) or not isinstance(tui.get("keymap", {}), dict):
+        raise ConfigError(f"{path}: [tui] and [tui.keymap] are tables (keymap: binding id = \"keys\")")
+    settings.tui = dict(tui)
     if os.environ.get("OLLAMA_HOST"):
         settings.ollama_host = os.environ["OLLAMA_HOST"]
     if os.environ.get("AUTORESEARCH_RUNS_DIR"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+STATE_DIR = ".autoresearch"  # inside a run directory (or a scratch training): config, ledger, logs, metrics
+
 
 def _xdg(explicit_var: str, xdg_var: str, fallback: str) -> Path:
     """$explicit_var, else $xdg_var/autoresearch, else ~/fallback/autoresearch."""

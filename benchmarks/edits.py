@@ -35,7 +35,7 @@ from autoresearch.agent.base import AgentContext  # noqa: E402
 from autoresearch.agent.edits import EditError  # noqa: E402
 from autoresearch.agent.llm import LLMAgent  # noqa: E402
 from autoresearch.agent.options import FORMATS  # noqa: E402
-from autoresearch.engine.integrity import check_script  # noqa: E402
+from autoresearch.harness.integrity import check_script  # noqa: E402
 
 REPLIES = REPO / "benchmarks" / "replies"
 

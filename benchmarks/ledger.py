@@ -26,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoresearch.engine.ledger import Ledger, read_results_tsv  # noqa: E402
+from autoresearch.engine.ledger import Ledger  # noqa: E402
+from autoresearch.engine.results import read_results_tsv  # noqa: E402
 
 TARGET_S = 1.0
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autoresearch.engine.policy import EffectMixture, SimulationResult, make_policy, simulate  # noqa: E402
+from autoresearch.engine.policy import make_policy  # noqa: E402
+from autoresearch.engine.simulate import EffectMixture, SimulationResult, simulate  # noqa: E402
 
 MAX_FALSE_KEEP = 0.05
 MIN_RECALL_BIG = 0.80

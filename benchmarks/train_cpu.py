@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoresearch.backends import BACKENDS, harness_config, training_env  # noqa: E402
 from autoresearch.backends.knobs import render_for_profile  # noqa: E402
-from autoresearch.engine.runner import Runner  # noqa: E402
+from autoresearch.training.runner import Runner  # noqa: E402
 from autoresearch.hardware import Hardware, detect, profile_for  # noqa: E402
 from autoresearch.harness.prepare import prepare  # noqa: E402
 from autoresearch.progress import TqdmProgress  # noqa: E402

@@ -13,10 +13,10 @@ import json
 import os
 from typing import Any
 
-from autoresearch.agent.base import AgentContext, AgentError, Proposal
+from autoresearch.agent.base import Agent, AgentContext, AgentError, Proposal
 
 
-class ScriptedAgent:
+class ScriptedAgent(Agent):
     name = "scripted"
 
     def __init__(self, edits: list[dict[str, Any]]) -> None:

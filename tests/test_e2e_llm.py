@@ -18,7 +18,9 @@ from typing import Iterator
 import httpx
 import pytest
 
-from autoresearch.engine.ledger import DECISION_STATUSES, Ledger, read_results_tsv
+from autoresearch.engine.events import DECISION_STATUSES
+from autoresearch.engine.ledger import Ledger
+from autoresearch.engine.results import read_results_tsv
 from autoresearch.harness.prepare import Prepared
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -89,7 +91,7 @@ def test_three_experiments_driven_by_a_real_small_model(tmp_path: Path, stdlib_s
     if done.returncode == 0 and "4 experiment(s) done" in stopped[-1]["reason"]:
         assert len(exps) == 4  # the baseline and three of the model's changes, each trained and decided
         for e in exps[1:]:
-            assert e.runs and (e.runs[0].log and (run.state / e.runs[0].log).exists())
+            assert e.trainings and (e.trainings[0].log and (run.state / e.trainings[0].log).exists())
             meta = next(ev["agent"] for ev in ledger.events()
                         if ev["event"] == "experiment_started" and ev["index"] == e.index)
             assert meta["agent"] == f"openai:{MODEL}" and meta["format"] in ("knobs", "search_replace", "whole_file")

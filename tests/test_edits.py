@@ -11,7 +11,7 @@ from autoresearch.agent.edits import (
 )
 from autoresearch.backends import REPO_ROOT
 from autoresearch.backends.knobs import read_knobs
-from autoresearch.engine.integrity import check_script
+from autoresearch.harness.integrity import check_script
 
 SRC = (REPO_ROOT / "train_torch.py").read_text()
 

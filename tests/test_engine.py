@@ -15,7 +15,8 @@ import pytest
 
 from autoresearch.backends import REPO_ROOT
 from autoresearch.backends.knobs import set_knobs
-from autoresearch.engine.ledger import Ledger, read_results_tsv
+from autoresearch.engine.ledger import Ledger
+from autoresearch.engine.results import read_results_tsv
 from autoresearch.engine.loop import Engine, EngineOptions
 from autoresearch.engine.rundir import RunDir, RunError, RunLock
 from autoresearch.harness.prepare import Prepared
@@ -60,7 +61,7 @@ def test_keep_and_discard(tmp_path: Path, stdlib_small: Prepared) -> None:
     exps = Ledger(run.path).experiments()
     assert [e.status for e in exps] == ["keep", "keep", "discard"]
     base, good, bad = exps
-    assert len(base.runs) == 2  # the noise policy's baseline seeds
+    assert len(base.trainings) == 2  # the noise policy's baseline seeds
     assert good.delta < 0 and bad.delta > 0
     assert good.test_bpb is not None and bad.test_bpb is None
     # git: the branch holds the kept change; the discarded one is reset away but kept under its ref
@@ -83,7 +84,7 @@ def test_crash_and_rejected_proposals_cost_no_best(tmp_path: Path, stdlib_small:
     ledger = Ledger(run.path)
     exps = ledger.experiments()
     assert [e.status for e in exps] == ["keep", "crash", "discard"]
-    assert "AttributeError" in (run.state / exps[1].runs[0].log).read_text()
+    assert "AttributeError" in (run.state / exps[1].trainings[0].log).read_text()
     rejected = [e for e in ledger.events() if e["event"] == "agent_error"]
     assert len(rejected) == 1 and "subprocess" in rejected[0]["message"]
     assert "AttributeError" in agent.repairs[0]  # the crash's traceback went back to the agent (it declined)
@@ -268,9 +269,9 @@ def test_a_crashed_change_is_repaired_by_the_agent_and_trained_again(tmp_path: P
     base, exp = ledger.experiments()
     assert exp.status in ("keep", "discard") and exp.repairs == 1
     assert "AttributeError" in agent.repairs[0] and "Traceback" in agent.repairs[0]  # the agent saw the traceback
-    assert [r.outcome for r in exp.superseded_runs] == ["crash"] and [r.outcome for r in exp.runs] == ["ok"]
+    assert [r.outcome for r in exp.superseded_trainings] == ["crash"] and [r.outcome for r in exp.trainings] == ["ok"]
     assert exp.earlier_sha256 and exp.earlier_sha256[0] != exp.script_sha256  # the crashed version stays a duplicate
-    logs = [run.state / r.log for r in exp.superseded_runs + exp.runs]
+    logs = [run.state / r.log for r in exp.superseded_trainings + exp.trainings]
     assert logs[0] != logs[1] and "AttributeError" in logs[0].read_text()  # the crashed version's log is kept
     assert exp.description == "a typo (repaired)"
     assert "MATRIX_LR = 0.03" in run.repo.git.show(f"{exp.commit}:train.py")
@@ -287,6 +288,6 @@ def test_a_repair_that_crashes_again_ends_the_experiment_as_a_crash(tmp_path: Pa
     Engine(run, agent, EngineOptions(max_experiments=2, policy="greedy", max_crash_repairs=1), log=lambda s: None).run()
     base, exp = Ledger(run.path).experiments()
     assert exp.status == "crash" and exp.repairs == 1
-    assert [r.outcome for r in exp.superseded_runs + exp.runs] == ["crash", "crash"]
+    assert [r.outcome for r in exp.superseded_trainings + exp.trainings] == ["crash", "crash"]
     assert len(agent.repairs) == 1  # bounded: one repair allowed
     assert run.head() == base.commit and run.foreign_changes() == []

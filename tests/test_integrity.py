@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.engine.integrity import (
+from autoresearch.harness.integrity import (
     IntegrityReport,
     allowed_modules,
     check_script,

@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from autoresearch.engine import ledger as ledger_mod
-from autoresearch.engine.ledger import (
-    RESULTS_HEADER,
-    Ledger,
-    LedgerCorruptError,
-    LedgerError,
-    read_results_tsv,
-)
+from autoresearch.engine.ledger import Ledger, LedgerCorruptError, LedgerError
+from autoresearch.engine.results import RESULTS_HEADER, read_results_tsv
 
 UPSTREAM_TSV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "upstream-mar8-results.tsv"
 
@@ -248,7 +243,7 @@ def test_reduction_to_experiments(tmp_path: Path) -> None:
     base, kept, disc, crash, intr, open_ = exps
 
     assert base.kind == "baseline" and base.commit == "aaaaaaa" and base.description == "baseline"
-    assert [r.seed for r in base.runs] == [1, 2] and base.ok_values == [0.9980, 0.9978]
+    assert [r.seed for r in base.trainings] == [1, 2] and base.ok_values == [0.9980, 0.9978]
     assert base.val_bpb == pytest.approx(0.9979) and base.delta is None
     assert base.memory_gb == pytest.approx(45158.4 / 1024)  # max over runs, from the harness metrics
     assert base.training_seconds == pytest.approx(300.3) and base.num_steps == 955
@@ -257,10 +252,10 @@ def test_reduction_to_experiments(tmp_path: Path) -> None:
 
     assert kept.parent == "aaaaaaa" and kept.val_bpb == pytest.approx(0.986)
     assert kept.delta == pytest.approx(-0.0119) and kept.test_bpb == pytest.approx(0.9871)
-    assert disc.val_bpb == pytest.approx(0.9865) and len(disc.runs) == 2 and disc.reason == "discard because"
-    assert crash.val_bpb is None and crash.runs[0].outcome == "crash" and not crash.ok_values
+    assert disc.val_bpb == pytest.approx(0.9865) and len(disc.trainings) == 2 and disc.reason == "discard because"
+    assert crash.val_bpb is None and crash.trainings[0].outcome == "crash" and not crash.ok_values
     assert crash.memory_gb == pytest.approx(46000.0 / 1024)  # no harness metrics: the process tree's peak
-    assert intr.reason == "engine restarted" and intr.finished and not intr.runs
+    assert intr.reason == "engine restarted" and intr.finished and not intr.trainings
     assert open_.is_open and open_.finished is None and open_.val_bpb == pytest.approx(0.987)  # running mean
 
     assert led.open_experiment() is open_ and led.open_experiments() == [open_]

@@ -9,7 +9,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from autoresearch.agent.base import AgentContext, AgentError, AgentUnavailable, load_agent
+from autoresearch.agent.base import AgentContext, AgentError, AgentUnavailable
+from autoresearch.agent.factory import load_agent
 from autoresearch.agent.llm import LLMAgent
 from autoresearch.agent.ollama import OllamaProvider
 from autoresearch.agent.providers import OpenAIProvider

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from autoresearch.agent.base import load_agent
+from autoresearch.agent.factory import load_agent
 from autoresearch.engine.ledger import Ledger
 from autoresearch.engine.loop import Engine, EngineOptions
 from autoresearch.harness.prepare import Prepared
@@ -33,7 +33,7 @@ def test_the_llm_agent_repairs_its_crash_from_the_traceback(tmp_path: Path, stdl
     finally:
         server.close()
     base, exp = Ledger(run.path).experiments()
-    assert exp.repairs == 1 and [r.outcome for r in exp.superseded_runs + exp.runs] == ["crash", "ok"], exp
+    assert exp.repairs == 1 and [r.outcome for r in exp.superseded_trainings + exp.trainings] == ["crash", "ok"], exp
     assert exp.description == "a bigger softcap (fixed the attribute name)"
     repair_prompt = FakeLLM.seen[1]["body"]["messages"][-1]["content"]
     assert "AttributeError" in repair_prompt and "embedding" in repair_prompt

@@ -10,15 +10,14 @@ import pytest
 from autoresearch.engine.ledger import Ledger
 from autoresearch.engine.policy import (
     Decision,
-    EffectMixture,
     GreedyPolicy,
     NoiseEstimate,
     NoisePolicy,
     estimate_noise,
     make_policy,
-    simulate,
     t_quantile,
 )
+from autoresearch.engine.simulate import EffectMixture, simulate
 
 SIGMA = NoiseEstimate(0.0007, 10, "baseline x2 + reruns")
 BASE = [0.9979, 0.9981]  # baseline, two seeds, mean 0.998

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from autoresearch.backends import training_env
-from autoresearch.engine.runner import Runner, RunResult
+from autoresearch.training.runner import Runner, RunResult
 
 
 def _run(tmp_path: Path, code: str, deadline: float = 60.0, env_extra: dict[str, str] | None = None) -> RunResult:

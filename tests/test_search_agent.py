@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from autoresearch.agent.base import AgentContext, load_agent
+from autoresearch.agent.base import AgentContext
+from autoresearch.agent.factory import load_agent
 from autoresearch.agent.search import Dim, SearchAgent, parse_description, search_space
 from autoresearch.backends import REPO_ROOT
 from autoresearch.backends.knobs import read_knobs
-from autoresearch.engine.integrity import check_script
+from autoresearch.harness.integrity import check_script
 from autoresearch.engine.ledger import Ledger
 from autoresearch.engine.loop import Engine, EngineOptions
 from autoresearch.harness.prepare import Prepared

@@ -18,7 +18,7 @@ nn = pytest.importorskip("mlx.nn")
 
 from autoresearch.backends import REPO_ROOT, training_env  # noqa: E402
 from autoresearch.backends.knobs import read_knobs  # noqa: E402
-from autoresearch.engine.runner import Runner, RunResult  # noqa: E402
+from autoresearch.training.runner import Runner, RunResult  # noqa: E402
 from autoresearch.harness.prepare import Prepared  # noqa: E402
 from autoresearch.harness.session import HarnessConfig, HarnessError  # noqa: E402
 

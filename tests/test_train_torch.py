@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.backends import REPO_ROOT, training_env
-from autoresearch.engine.runner import Runner, RunResult
+from autoresearch.training.runner import Runner, RunResult
 from autoresearch.harness.prepare import Prepared
 from autoresearch.harness.session import HarnessConfig
 

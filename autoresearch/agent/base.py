@@ -1,15 +1,15 @@
 """What an agent is, as the engine sees it: given the context, propose a new train.py with a description.
 
-Providers and edit formats (issue: the agent) build on this. The engine only needs ``propose`` and, after a
-rejected or crashed proposal, ``repair``. An agent that cannot reach its model raises ``AgentUnavailable``
+The engine calls :class:`Agent`'s methods: ``propose``, and after a rejected or crashed proposal ``repair``;
+``release`` before a training, ``prompt_files`` to keep a copy of the prompts, ``set_reply_listener`` for a
+heartbeat while a model writes. Agents are built by :func:`autoresearch.agent.factory.load_agent`. An agent that cannot reach its model raises ``AgentUnavailable``
 (the loop waits and retries, it does not burn experiments); any other failure raises ``AgentError``.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable
 
 
 class AgentError(Exception):
@@ -42,43 +42,52 @@ class AgentContext:
     backend: str = "torch"
 
 
-class Agent(Protocol):
-    name: str
+class Agent:
+    """The agent as the engine sees it. Subclass it and implement :meth:`propose` (and :meth:`repair` when the
+    agent can fix a proposal); the other methods have defaults for agents that hold no model and stream nothing.
+    """
 
-    def propose(self, ctx: AgentContext) -> Proposal: ...
+    name: str = "agent"
+
+    def propose(self, ctx: AgentContext) -> Proposal:
+        """A new train.py with a one-line description. Raises AgentUnavailable / AgentError."""
+        raise NotImplementedError
 
     def repair(self, ctx: AgentContext, proposal: Proposal, feedback: str) -> Proposal | None:
         """A fixed proposal after ``feedback`` (integrity violations, a crash's traceback), or None to give up."""
-        ...
+        return None
 
-# Optional, duck-typed: ``release(shared_memory: bool)`` frees the model's memory before a training;
-# ``on_text`` (attribute) receives the reply as it streams, for progress.
+    def release(self, shared_memory: bool) -> None:
+        """Free the model's memory before a training; ``shared_memory``: the LLM and the training share it
+        (Apple unified memory, one GPU). Default: nothing is held."""
+
+    def prompt_files(self) -> dict[str, str]:
+        """The prompt files (name -> text) the proposals were written with; the run keeps a copy. Default: none."""
+        return {}
+
+    def set_reply_listener(self, listener: Callable[[str], None] | None) -> None:
+        """``listener`` receives the model's reply as it streams (the engine's heartbeat). Default: no stream."""
 
 
-def load_agent(spec: str, *, config: dict[str, Any] | None = None, **flags: Any) -> Agent:
-    """An agent from its spec. ``config``: the config's ``[agent]`` table; ``flags``: base_url (openai,
-    anthropic), host (ollama), formats, ... (None = not given). ``plugin:module:factory`` calls factory()."""
-    kind, _, rest = spec.partition(":")
-    if kind in ("openai", "ollama", "anthropic"):
-        if not rest:
-            raise AgentError(f"name the model: {kind}:MODEL (e.g. {kind}:qwen2.5-coder:7b)")
-        from .llm import make_llm_agent
+class _Adapter(Agent):
+    """A plugin's agent that does not subclass :class:`Agent`: its propose/repair, the defaults for the rest."""
 
-        return make_llm_agent(kind, rest, config=config, **flags)
-    if kind == "search":
-        from .search import SearchAgent
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = str(getattr(inner, "name", type(inner).__name__))
 
-        return SearchAgent(sampler=rest or "tpe")
-    if kind == "plugin":
-        module_name, _, attr = rest.partition(":")
-        if not module_name or not attr:
-            raise AgentError(f"plugin agents are given as plugin:package.module:factory, not {spec!r}")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise AgentError(f"cannot load the agent {spec!r}: {e}") from e
-        return factory()
-    raise AgentError(
-        f"unknown agent {spec!r}. Agents: ollama:MODEL, openai:MODEL (with --llm-url for a local server), anthropic:MODEL, "
-        "search (Optuna TPE over the knobs, no LLM), search:random, plugin:package.module:factory."
-    )
+    def propose(self, ctx: AgentContext) -> Proposal:
+        return self.inner.propose(ctx)  # type: ignore[no-any-return]
+
+    def repair(self, ctx: AgentContext, proposal: Proposal, feedback: str) -> Proposal | None:
+        repair = getattr(self.inner, "repair", None)
+        return repair(ctx, proposal, feedback) if callable(repair) else None
+
+
+def as_agent(obj: Any) -> Agent:
+    """``obj`` as an :class:`Agent`: itself when it is one, else an adapter over its ``propose``."""
+    if isinstance(obj, Agent):
+        return obj
+    if not callable(getattr(obj, "propose", None)):
+        raise AgentError(f"{obj!r} is not an agent: it needs a propose(ctx) method (subclass autoresearch.agent.base.Agent)")
+    return _Adapter(obj)

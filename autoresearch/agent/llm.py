@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from ..backends import REPO_ROOT
 from ..backends.knobs import read_knobs
-from .base import AgentContext, AgentError, AgentUnavailable, Proposal
+from .base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal
 from .edits import EditError, apply_blocks, apply_knobs, knobs_schema, whole_file
 from .options import FORMATS, provider_settings, resolve
 from .providers import Message, OnText, OpenAIProvider, Provider
@@ -91,7 +91,7 @@ def make_llm_agent(kind: str, model: str, *, config: dict[str, Any] | None = Non
                     unload=opts.get("unload_before_training", "auto"))
 
 
-class LLMAgent:
+class LLMAgent(Agent):
     def __init__(self, provider: Provider, *, formats: tuple[str, ...] = FORMATS, attempts_per_format: int = 2,
                  prompts: Path = PROMPTS, unload: bool | str = "auto") -> None:
         unknown = [f for f in formats if f not in FORMATS]
@@ -105,7 +105,7 @@ class LLMAgent:
         self.attempts = attempts_per_format
         self.prompts = prompts
         self.unload = unload
-        self.on_text: OnText | None = None  # set by the engine: the reply as it streams (progress)
+        self.on_text: OnText | None = None  # the reply as it streams (set_reply_listener: the engine's heartbeat)
 
     # -- prompts ----------------------------------------------------------------------------------------
     def _user_prompt(self, ctx: AgentContext, fmt: str) -> str:
@@ -172,6 +172,9 @@ class LLMAgent:
     def prompt_files(self) -> dict[str, str]:
         """The prompt files this agent uses (the engine keeps a copy per digest in the run directory)."""
         return {p.name: p.read_text() for p in sorted(self.prompts.glob("*.md"))}
+
+    def set_reply_listener(self, listener: OnText | None) -> None:
+        self.on_text = listener
 
     def release(self, shared_memory: bool = True) -> None:
         """Unload the model before training where the LLM and the training share memory (or as configured)."""

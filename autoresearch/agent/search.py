@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.knobs import read_knobs, set_knobs
-from .base import AgentContext, AgentError, Proposal
+from .base import Agent, AgentContext, AgentError, Proposal
 
 PREFIX = "search: "
 _POW2_NAMES = re.compile(r"(BATCH|WIDTH|HEAD_DIM|WINDOW)")
@@ -81,7 +81,7 @@ def parse_description(text: str) -> dict[str, Any] | None:
     return out
 
 
-class SearchAgent:
+class SearchAgent(Agent):
     """TPE (or random) search over the knobs, through the same Proposal interface as LLM agents."""
 
     def __init__(self, sampler: str = "tpe", seed: int = 0) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..hardware import Hardware
-from ..training import deadline_for, plan_training
+from .. import paths
+from ..training.plan import deadline_for, plan_training
 from .rundir import RunDir, RunError
 
 
@@ -44,7 +45,7 @@ def open_or_create(
 ) -> tuple[RunDir, bool]:
     """(run, created). Flags that contradict an existing run's frozen config are an error."""
     runs_dir = Path(runs_dir)
-    if tag and (runs_dir / tag / ".autoresearch" / "config.json").exists():
+    if tag and (runs_dir / tag / paths.STATE_DIR / "config.json").exists():
         run = RunDir((runs_dir / tag).resolve())
         cfg = run.config()
         frozen = {"dataset": cfg.get("dataset"), "backend": cfg.get("backend"), "budget": cfg["profile"]["time_budget"],

@@ -5,21 +5,8 @@ Every event is one JSON object on one line, written with a single ``write`` and 
 so a kill -9 at any moment loses at most the event being written. Each event gets ``"ts"`` (ISO 8601,
 UTC, milliseconds, ``Z`` suffix) unless the caller already set one.
 
-Event contract with the loop (field ``"event"``):
-
-- ``run_started`` {pid, host, version, resumed}
-- ``experiment_started`` {index (0 = baseline), kind ("baseline" | "agent"), parent, commit, description,
-  script_sha256, manifest_digest}
-- ``training_finished`` {index, seed, outcome (ok | crash | oom | nan | timeout | invalid | interrupted),
-  val_bpb, metrics, peak_memory_mb, wall_seconds, log, reason}; an experiment can have several (seeds)
-- ``decision`` {index, status (keep | discard | crash | oom | nan | timeout | invalid), val_bpb, delta,
-  reason, test_bpb?}; the baseline's decision is recorded with status ``keep`` (upstream's convention)
-- ``experiment_repaired`` {index, commit, attempt, after, description, script_sha256}: after a crash the agent
-  fixed its change; the experiment continues with the new commit (the crashed runs move to superseded_runs)
-- ``experiment_interrupted`` {index, reason}: terminal, like a decision with status ``interrupted``
-- ``noise_estimate`` {sigma, dof, source}
-- ``control`` {command}, ``paused`` {reason}, ``resumed`` {}, ``stopped`` {reason}, ``agent_error``
-  {message}, and any other type: stored and returned by :meth:`Ledger.events`, ignored by the reducer.
+The events themselves (their types and fields) are defined in :mod:`autoresearch.engine.events`; the
+reduction to experiments in :mod:`autoresearch.engine.experiments`; results.tsv in :mod:`autoresearch.engine.results`.
 
 Damage on load. The engine can be killed in the middle of a write, leaving a truncated (or, on some
 file systems after a power loss, zero-filled) last line. A writable ledger repairs that on load: the bad
@@ -43,29 +30,21 @@ import os
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-STATE_DIR = ".autoresearch"
+from ..paths import STATE_DIR
+from .events import Event, validate_dict
+from .experiments import Experiment, Reducer
+from .results import RESULTS_HEADER, format_result_row
+
 EVENTS_FILE = "events.jsonl"
 RESULTS_FILE = "results.tsv"
 
-OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted")
-DECISION_STATUSES = ("keep", "discard", "crash", "oom", "nan", "timeout", "invalid")
-FAILURE_STATUSES = ("crash", "oom", "nan", "timeout", "invalid", "interrupted")
-KINDS = ("baseline", "agent")
-
 _SETTLE_TRIES = 3  # a writable ledger re-reads a bad tail up to this many times before repairing it ...
 _SETTLE_SECONDS = 0.05  # ... waiting this long each time for a write in flight to complete
-
-# events that must carry an integer experiment index
-_INDEXED = ("experiment_started", "training_finished", "decision", "experiment_interrupted", "experiment_repaired")
-
-UPSTREAM_COLUMNS = ("commit", "val_bpb", "memory_gb", "status", "description")
-EXTRA_COLUMNS = ("index", "delta", "seeds", "training_seconds", "test_bpb")
-RESULTS_HEADER = "\t".join(UPSTREAM_COLUMNS + EXTRA_COLUMNS)
 
 
 class LedgerError(Exception):
@@ -114,206 +93,6 @@ def _encode(event: dict[str, Any]) -> bytes:
     return text.encode("utf-8") + b"\n"
 
 
-def _validate(event: dict[str, Any]) -> None:
-    kind = event.get("event")
-    if not isinstance(kind, str) or not kind:
-        raise ValueError(f"an event needs a non-empty string 'event' field, got {event!r:.200}")
-    if kind in _INDEXED:
-        index = event.get("index")
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            raise ValueError(f"{kind} event needs a non-negative integer 'index', got {index!r}")
-    if kind == "training_finished" and event.get("outcome") not in OUTCOMES:
-        raise ValueError(f"training_finished outcome must be one of {OUTCOMES}, got {event.get('outcome')!r}")
-    if kind == "decision" and event.get("status") not in DECISION_STATUSES:
-        raise ValueError(f"decision status must be one of {DECISION_STATUSES}, got {event.get('status')!r}")
-    if kind == "experiment_started" and event.get("kind", "agent") not in KINDS:
-        raise ValueError(f"experiment_started kind must be one of {KINDS}, got {event.get('kind')!r}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# reduction to experiments
-
-
-@dataclass(slots=True)
-class Run:
-    """One training run of an experiment (one seed)."""
-
-    seed: int | None
-    outcome: str
-    val_bpb: float | None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    peak_memory_mb: float | None = None  # resident memory of the process tree, sampled by the runner
-    wall_seconds: float | None = None
-    log: str | None = None
-    reason: str = ""
-    ts: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == "ok" and self.val_bpb is not None
-
-    @property
-    def memory_mb(self) -> float | None:
-        """Peak memory of this run: the harness's device measurement, else the process tree's."""
-        value = self.metrics.get("peak_memory_mb") if self.metrics else None
-        if isinstance(value, (int, float)) and value > 0:
-            return float(value)
-        return self.peak_memory_mb
-
-
-@dataclass(slots=True)
-class Experiment:
-    """One experiment (the baseline or one agent change) as reduced from the ledger's events.
-
-    The ledger returns its cached objects: treat them as read-only.
-    """
-
-    index: int
-    kind: str | None = None
-    commit: str | None = None
-    parent: str | None = None
-    description: str = ""
-    status: str | None = None  # None while open; keep | discard | crash | ... | interrupted
-    runs: list[Run] = field(default_factory=list)
-    val_bpb: float | None = None  # the decision's value; while open, the mean over the ok runs so far
-    delta: float | None = None
-    reason: str = ""
-    test_bpb: float | None = None
-    memory_gb: float | None = None
-    training_seconds: float | None = None  # mean over the runs that report it
-    num_steps: int | None = None  # mean over the runs that report it
-    started: str | None = None
-    finished: str | None = None
-    script_sha256: str | None = None
-    manifest_digest: str | None = None
-    repairs: int = 0  # times the agent fixed this experiment's change after a crash
-    superseded_runs: list[Run] = field(default_factory=list)  # trainings of versions replaced by a repair
-    earlier_sha256: list[str] = field(default_factory=list)  # those versions' script hashes (duplicate detection)
-
-    @property
-    def is_open(self) -> bool:
-        return self.status is None
-
-    @property
-    def ok_values(self) -> list[float]:
-        """val_bpb of every successful run (what the policy compares)."""
-        return [r.val_bpb for r in self.runs if r.ok]  # type: ignore[misc]
-
-    @property
-    def seeds(self) -> list[int | None]:
-        return [r.seed for r in self.runs]
-
-    def _recompute(self) -> None:
-        """Aggregates over the runs (one pass: it runs for every training_finished while loading)."""
-        mem = None
-        secs_sum, secs_n, steps_sum, steps_n, val_sum, val_n = 0.0, 0, 0.0, 0, 0.0, 0
-        for r in self.runs:
-            m = r.metrics
-            v = m.get("peak_memory_mb") if m else None
-            if not (isinstance(v, (int, float)) and v > 0):
-                v = r.peak_memory_mb
-            if isinstance(v, (int, float)) and (mem is None or v > mem):
-                mem = v
-            if m:
-                v = m.get("training_seconds")
-                if isinstance(v, (int, float)):
-                    secs_sum += v
-                    secs_n += 1
-                v = m.get("num_steps")
-                if isinstance(v, (int, float)):
-                    steps_sum += v
-                    steps_n += 1
-            if r.outcome == "ok" and r.val_bpb is not None:
-                val_sum += r.val_bpb
-                val_n += 1
-        self.memory_gb = mem / 1024.0 if mem is not None else None
-        self.training_seconds = secs_sum / secs_n if secs_n else None
-        self.num_steps = round(steps_sum / steps_n) if steps_n else None
-        if self.status is None:
-            self.val_bpb = val_sum / val_n if val_n else None
-
-
-class _Reducer:
-    """Folds events into experiments, one event at a time (so appends stay O(1))."""
-
-    def __init__(self) -> None:
-        self.experiments: dict[int, Experiment] = {}
-        self.last_by_type: dict[str, dict[str, Any]] = {}
-
-    def _get(self, index: int) -> Experiment:
-        exp = self.experiments.get(index)
-        if exp is None:  # an event for an experiment whose start we never saw: keep it, do not drop data
-            exp = self.experiments[index] = Experiment(index=index)
-        return exp
-
-    def apply(self, ev: dict[str, Any]) -> None:
-        kind = ev.get("event")
-        if not isinstance(kind, str):
-            return
-        self.last_by_type[kind] = ev
-        index = ev.get("index")
-        if kind not in _INDEXED or not isinstance(index, int):
-            return
-        if kind == "experiment_started":
-            # a repeated start of the same index replaces the record (latest start wins)
-            exp = self.experiments[index] = Experiment(index=index)
-            exp.kind = ev.get("kind") or "agent"
-            exp.commit = ev.get("commit")
-            exp.parent = ev.get("parent")
-            exp.description = ev.get("description") or ""
-            exp.script_sha256 = ev.get("script_sha256")
-            exp.manifest_digest = ev.get("manifest_digest")
-            exp.started = ev.get("ts")
-        elif kind == "training_finished":
-            exp = self._get(index)
-            metrics = ev.get("metrics")
-            val = ev.get("val_bpb")
-            exp.runs.append(Run(
-                seed=ev.get("seed"),
-                outcome=ev.get("outcome") or "crash",
-                val_bpb=float(val) if isinstance(val, (int, float)) else None,
-                metrics=metrics if isinstance(metrics, dict) else {},
-                peak_memory_mb=ev.get("peak_memory_mb"),
-                wall_seconds=ev.get("wall_seconds"),
-                log=ev.get("log"),
-                reason=ev.get("reason") or "",
-                ts=ev.get("ts"),
-            ))
-            exp._recompute()
-        elif kind == "decision":
-            exp = self._get(index)
-            exp.status = ev.get("status")
-            if "val_bpb" in ev:
-                val = ev.get("val_bpb")
-                exp.val_bpb = float(val) if isinstance(val, (int, float)) else None
-            else:
-                values = exp.ok_values
-                exp.val_bpb = sum(values) / len(values) if values else None
-            delta = ev.get("delta")
-            exp.delta = float(delta) if isinstance(delta, (int, float)) else None
-            exp.reason = ev.get("reason") or ""
-            test = ev.get("test_bpb")
-            exp.test_bpb = float(test) if isinstance(test, (int, float)) else None
-            exp.finished = ev.get("ts")
-        elif kind == "experiment_repaired":
-            exp = self._get(index)
-            exp.commit = ev.get("commit") or exp.commit
-            exp.description = ev.get("description") or exp.description
-            if exp.script_sha256:
-                exp.earlier_sha256.append(exp.script_sha256)
-            exp.script_sha256 = ev.get("script_sha256") or exp.script_sha256
-            exp.repairs += 1
-            exp.superseded_runs.extend(exp.runs)  # the crashed version's runs: kept, but not this version's figures
-            exp.runs = []
-            exp._recompute()
-        elif kind == "experiment_interrupted":
-            exp = self._get(index)
-            exp.status = "interrupted"
-            exp.reason = ev.get("reason") or ""
-            exp.finished = ev.get("ts")
-
-
-# ----------------------------------------------------------------------------------------------------
 # parsing
 
 
@@ -409,14 +188,17 @@ class Ledger:
         self.results_path = self.dir / RESULTS_FILE
         self.writable = writable
         self._lock = threading.RLock()
+        self.generation = -1  # +1 each time the cache is rebuilt from scratch (a client starts over then)
         self._clear()
 
     def _clear(self) -> None:
+        self.generation += 1
         self._loaded = False
         self._offset = 0  # bytes of the file already read into the cache (always at a line boundary)
         self._lines = 0  # lines already read (for error messages)
         self._events: list[dict[str, Any]] = []
-        self._reducer = _Reducer()
+        self._typed: list[Event | None] = []  # the same events typed (the reducer's parse), for clients
+        self._reducer = Reducer()
         self.repaired: list[Path] = []  # corrupt-tail files written by this instance
         self.pending_bytes = 0  # read-only: bytes after the last good line not (yet) understood
 
@@ -484,8 +266,7 @@ class Ledger:
         self._offset = new_offset
         self._lines += data[: parsed.consumed].count(b"\n") + (1 if parsed.missing_newline and self.writable else 0)
         apply = self._reducer.apply
-        for ev in parsed.events:
-            apply(ev)
+        self._typed.extend([apply(ev) for ev in parsed.events])
         self._events.extend(parsed.events)
         return parsed.events
 
@@ -519,14 +300,24 @@ class Ledger:
         If the file shrank or was replaced, the cache is rebuilt and every event is returned again.
         """
         with self._lock:
-            if not self._loaded:
-                self._ensure_loaded()
-                return list(self._events)
-            before = len(self._events)
-            new = self._read_new()
-            if len(self._events) != before + len(new):  # rebuilt
-                return list(self._events)
-            return new
+            return self._events[self._tail()[0]:]
+
+    def tail_new_typed(self) -> list[Event]:
+        """As :meth:`tail_new_events`, typed (:mod:`~autoresearch.engine.events`); lines that are not events are
+        left out. (One cursor for both: use one of the two per instance.)"""
+        with self._lock:
+            return [ev for ev in self._typed[self._tail()[0]:] if ev is not None]
+
+    def _tail(self) -> tuple[int, int]:
+        """Read what is new; (start, end) of the new events in the cache (start 0 when it was rebuilt)."""
+        if not self._loaded:
+            self._ensure_loaded()
+            return 0, len(self._events)
+        generation, before = self.generation, len(self._events)
+        self._read_new()
+        if self.generation != generation:  # rebuilt: everything is new
+            return 0, len(self._events)
+        return before, len(self._events)
 
     def events(self) -> list[dict[str, Any]]:
         """Every event, oldest first (a new list; the dicts are the cache's own: do not modify them)."""
@@ -541,19 +332,19 @@ class Ledger:
 
     # -- writing -------------------------------------------------------------------------------------
 
-    def append(self, event: dict[str, Any]) -> dict[str, Any]:
-        """Validate, timestamp, write and fsync one event; return the stored event."""
+    def append(self, event: Event | dict[str, Any]) -> dict[str, Any]:
+        """Validate, timestamp, write and fsync one event (typed, or its dict); return the stored event."""
         return self.append_many([event])[0]
 
-    def append_many(self, events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def append_many(self, events: Iterable[Event | dict[str, Any]]) -> list[dict[str, Any]]:
         """Append several events with one write and one fsync (imports, benchmarks)."""
         if not self.writable:
             raise LedgerError("this ledger was opened read-only")
         stored: list[dict[str, Any]] = []
         chunks: list[bytes] = []
         for event in events:
-            _validate(event)
-            ev = dict(event)
+            ev = event.to_dict() if isinstance(event, Event) else dict(event)
+            validate_dict(ev)
             if not ev.get("ts"):
                 ev["ts"] = utc_now_iso()
             line = _encode(ev)
@@ -589,8 +380,7 @@ class Ledger:
             self._offset += len(blob)
             self._lines += len(chunks)
             apply = self._reducer.apply
-            for ev in stored:
-                apply(ev)
+            self._typed.extend([apply(ev) for ev in stored])
             self._events.extend(stored)
         return stored
 
@@ -670,108 +460,3 @@ class Ledger:
         return target
 
 
-def _clean_text(text: str) -> str:
-    return " ".join(str(text).replace("\t", " ").splitlines()).strip()
-
-
-def format_result_row(exp: Experiment) -> str:
-    """One results.tsv line in upstream's format (+ the extra columns)."""
-    status = exp.status or ""
-    val = exp.val_bpb if exp.val_bpb is not None and status not in FAILURE_STATUSES else None
-    cols = [
-        _clean_text(exp.commit or "")[:7],  # upstream's short sha
-        f"{val:.6f}" if val is not None else "0.000000",
-        f"{exp.memory_gb:.1f}" if exp.memory_gb is not None else "0.0",
-        status,
-        _clean_text(exp.description),
-        str(exp.index),
-        f"{exp.delta:+.6f}" if exp.delta is not None else "",
-        str(len(exp.runs)),
-        f"{exp.training_seconds:.1f}" if exp.training_seconds is not None else "",
-        f"{exp.test_bpb:.6f}" if exp.test_bpb is not None else "",
-    ]
-    return "\t".join(cols)
-
-
-# ----------------------------------------------------------------------------------------------------
-# reading results.tsv (ours or upstream's)
-
-
-@dataclass
-class ResultRow:
-    """One row of a results.tsv. ``val_bpb`` is None for failures (upstream writes 0.000000 there)."""
-
-    commit: str
-    val_bpb: float | None
-    memory_gb: float | None
-    status: str
-    description: str
-    index: int
-    delta: float | None = None
-    seeds: int | None = None
-    training_seconds: float | None = None
-    test_bpb: float | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-def _float(text: str | None) -> float | None:
-    if text is None or not text.strip():
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _int(text: str | None) -> int | None:
-    value = _float(text)
-    return int(value) if value is not None else None
-
-
-def read_results_tsv(path: str | os.PathLike[str]) -> list[ResultRow]:
-    """Read a results.tsv written by upstream autoresearch (5 columns) or by this ledger (10 columns).
-
-    Columns are matched by the header's names; a file without a header is read as upstream's 5 columns.
-    Without an ``index`` column, rows are numbered from 0 in file order. Tabs inside a description of a
-    5-column file (more fields than header names) are kept as spaces.
-    """
-    rows: list[ResultRow] = []
-    with open(path, encoding="utf-8") as f:
-        lines = [line.rstrip("\r\n") for line in f]
-    lines = [line for line in lines if line.strip()]
-    if not lines:
-        return rows
-    first = lines[0].split("\t")
-    if first and first[0].strip().lower() == "commit":
-        header = [h.strip().lower() for h in first]
-        body = lines[1:]
-    else:
-        header = list(UPSTREAM_COLUMNS)
-        body = lines
-    desc_at = header.index("description") if "description" in header else None
-    for n, line in enumerate(body):
-        fields = line.split("\t")
-        if len(fields) > len(header) and desc_at is not None and desc_at == len(header) - 1:
-            fields = fields[:desc_at] + [" ".join(fields[desc_at:])]
-        rec = dict(zip(header, fields))
-        status = rec.get("status", "").strip()
-        val = _float(rec.get("val_bpb"))
-        if val is not None and val == 0.0 and status not in ("keep", "discard"):
-            val = None
-        memory = _float(rec.get("memory_gb"))
-        index = _int(rec.get("index"))
-        rows.append(ResultRow(
-            commit=rec.get("commit", "").strip(),
-            val_bpb=val,
-            memory_gb=memory,
-            status=status,
-            description=rec.get("description", "").strip(),
-            index=index if index is not None else n,
-            delta=_float(rec.get("delta")),
-            seeds=_int(rec.get("seeds")),
-            training_seconds=_float(rec.get("training_seconds")),
-            test_bpb=_float(rec.get("test_bpb")),
-            extra={k: v for k, v in rec.items() if k not in UPSTREAM_COLUMNS + EXTRA_COLUMNS},
-        ))
-    return rows

@@ -21,14 +21,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import __version__
-from ..agent.base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal
+from ..agent.base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal, as_agent
 from ..backends import python_executable, training_env
+from ..harness.integrity import check_script, format_report
+from ..training.runner import Runner, RunResult, kill_orphan, log_tail
 from . import control
-from .integrity import check_script, format_report
+from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrupted, ExperimentRepaired, ExperimentStarted,
+                     NoiseEstimated, Paused, Phase, ProposalRejected, Resumed, RunStarted, Stopped, TrainingFinished,
+                     TrainingStarted)
 from .ledger import Ledger
 from .policy import NoiseEstimate, estimate_noise, make_policy
+from .live import EngineLog, LiveState, parse_progress
 from .rundir import RunDir, RunError, RunLock
-from .runner import Runner, RunResult, log_tail, kill_orphan
 
 PENDING = "pending"  # marker: train.py is being rewritten for this experiment index
 
@@ -57,9 +61,11 @@ class Engine:
     def __init__(self, run: RunDir, agent: Agent | None, options: EngineOptions | None = None,
                  log: Callable[[str], None] = print) -> None:
         self.run_dir = run
-        self.agent = agent
+        self.agent = as_agent(agent) if agent is not None else None
         self.options = options or EngineOptions()
-        self.log = log
+        self._echo = log
+        self._engine_log = EngineLog(run.state)
+        self.live = LiveState(run.state)
         self.config = run.config()
         self.ledger = Ledger(run.path)
         policy_opts = dict(self.config.get("policy_options") or {})
@@ -72,12 +78,19 @@ class Engine:
         self._skip = False
         self._lock = RunLock(run)
         self._training = False
+        self._training_index: int | None = None
         self._train_started = 0.0
+        self._control_lock = threading.Lock()
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
         self._reply_chars, self._reply_logged, self._reply_started = 0, 0.0, 0.0  # the agent's reply (heartbeat)
 
     # -- public ---------------------------------------------------------------------------------------
+    def log(self, line: str) -> None:
+        """Say something: into the run's engine.log (for clients that attach later) and to the caller's log."""
+        self._engine_log(line)
+        self._echo(line)
+
     def request_stop(self, now: bool = False, reason: str = "stop requested") -> None:
         if now:
             self._stop_now = True
@@ -91,30 +104,43 @@ class Engine:
         self._lock.acquire()
         try:
             resumed = bool(self.ledger.events())
-            self.ledger.append({"event": "run_started", "pid": os.getpid(), "host": socket.gethostname(),
-                                "version": __version__, "resumed": resumed})
+            self.ledger.append(RunStarted(pid=os.getpid(), host=socket.gethostname(), version=__version__,
+                                          resumed=resumed))
+            self._phase("starting")
             self._recover()
             reason = self._loop()
         except BaseException as e:
-            self.ledger.append({"event": "stopped", "reason": f"error: {type(e).__name__}: {e}"})
+            self.ledger.append(Stopped(reason=f"error: {type(e).__name__}: {e}"))
             raise
         else:
-            self.ledger.append({"event": "stopped", "reason": reason})
+            self.ledger.append(Stopped(reason=reason))
             self.log(f"stopped: {reason}")
             return reason
         finally:
+            self.live.set("training", None)
+            self.live.set("agent", None, force=True)
             self._lock.release()
+            self._engine_log.close()
+
+    def _phase(self, phase: str, index: int | None = None, detail: str = "") -> None:
+        """Record what the engine is doing now (clients show it; the ledger keeps the night's timeline)."""
+        self.ledger.append(Phase(phase=phase, index=index, detail=detail))
 
     # -- the loop -------------------------------------------------------------------------------------
     def _loop(self) -> str:
         already = {e.index for e in self.ledger.experiments()}
+        announced_pause = False
         while True:
             self._poll_control()
             if self._stop:
                 return self._stop
             if self._paused:
+                if not announced_pause:
+                    self._phase("paused")
+                    announced_pause = True
                 time.sleep(self.options.poll_interval)
                 continue
+            announced_pause = False
             if not self._disk_ok():
                 continue
             exps = self.ledger.experiments()
@@ -139,8 +165,8 @@ class Engine:
         open_exp = self.ledger.open_experiment()
         pending = (state / PENDING).exists()
         if open_exp is not None:
-            self.ledger.append({"event": "experiment_interrupted", "index": open_exp.index,
-                                "reason": "the engine stopped before the outcome was recorded"})
+            self.ledger.append(ExperimentInterrupted(index=open_exp.index,
+                                                     reason="the engine stopped before the outcome was recorded"))
             self.log(f"resume: experiment {open_exp.index} had no outcome: recorded as interrupted, reverted")
         target = self._target_commit()
         foreign = self.run_dir.foreign_changes()
@@ -198,15 +224,15 @@ class Engine:
         index = self.ledger.next_index()
         source = self.run_dir.script.read_text()
         commit = self.run_dir.head()
-        seeds = self.options.baseline_seeds or getattr(self.policy, "baseline_seeds", 1)
-        self.ledger.append({"event": "experiment_started", "index": index, "kind": "baseline", "parent": None,
-                            "commit": commit, "description": "baseline", "script_sha256": script_hash(source),
-                            "manifest_digest": self.config.get("manifest_digest")})
+        seeds = self.options.baseline_seeds or self.policy.baseline_seeds
+        self.ledger.append(ExperimentStarted(index=index, kind="baseline", parent=None, commit=commit,
+                                             description="baseline", script_sha256=script_hash(source),
+                                             manifest_digest=self.config.get("manifest_digest")))
         self.run_dir.mark_experiment(index, commit)
         self.log(f"[exp {index}] baseline, {seeds} seed(s)")
         results = []
         for i in range(seeds):
-            r = self._train(index, i)
+            r = self._train(index, i, purpose="baseline")
             if r is None:
                 return True  # interrupted: recorded; the loop decides what next
             results.append(r)
@@ -217,8 +243,8 @@ class Engine:
         bpbs = [r.val_bpb for r in results]
         mean = sum(bpbs) / len(bpbs)
         self._update_noise()
-        self.ledger.append({"event": "decision", "index": index, "status": "keep", "val_bpb": mean, "delta": None,
-                            "reason": "baseline", "test_bpb": self._test_bpb(index, 0)})
+        self.ledger.append(Decision(index=index, status="keep", val_bpb=mean, delta=None, reason="baseline",
+                                    test_bpb=self._test_bpb(index, 0)))
         self.ledger.write_results_tsv()
         seeds_text = f" (seeds: {', '.join(f'{b:.6f}' for b in bpbs)})" if len(bpbs) > 1 else ""
         self.log(f"[exp {index}] baseline val_bpb {mean:.6f}{seeds_text}")
@@ -233,6 +259,7 @@ class Engine:
         assert best is not None
         ctx = self._context()
         t_agent = time.perf_counter()
+        self._phase("proposing", index)
         proposal = self._proposal(ctx)
         agent_seconds = time.perf_counter() - t_agent
         if proposal is None:
@@ -249,16 +276,17 @@ class Engine:
         if self._stop:
             return  # a stop arrived while the agent was thinking: nothing was committed or trained
         self._keep_prompts(proposal)
-        self._commit(index, proposal, {"event": "experiment_started", "kind": "agent", "parent": best.commit,
-                                       "manifest_digest": self.config.get("manifest_digest")})
+        self._commit(proposal, ExperimentStarted(index=index, kind="agent", parent=best.commit,
+                                                 manifest_digest=self.config.get("manifest_digest")))
         self.log(f"[exp {index}] {proposal.description}")
         best_bpbs = best.ok_values or [best.val_bpb]
         bpbs: list[float] = []
         trainings = 0  # every training of this experiment gets its own log, crashed versions included
         repairs = 0
         first_ok = 0
+        purpose = "experiment"
         while True:
-            r = self._train(index, len(bpbs), trainings)
+            r = self._train(index, len(bpbs), trainings, purpose=purpose)
             trainings += 1
             if r is None:
                 self.run_dir.reset_to(best.commit)
@@ -271,6 +299,7 @@ class Engine:
                         repairs += 1
                         proposal = fixed
                         self._commit_repair(index, best.commit, fixed, repairs, r.status)
+                        purpose = "repair"
                         continue
                     self._skip = False  # a skip during the repair ends the experiment as it stands: the failure
                 self._decide_failed(index, r)
@@ -284,19 +313,18 @@ class Engine:
             decision = self.policy.decide(bpbs, best_bpbs, self._noise(), best_selected=best.kind != "baseline")
             if decision.action == "rerun":
                 self.log(f"[exp {index}] promising, confirming with another seed: {decision.reason}")
+                purpose = "confirm"
                 continue
             break
         mean = sum(bpbs) / len(bpbs)
         delta = mean - (sum(best_bpbs) / len(best_bpbs))
         status = "keep" if decision.action == "keep" else "discard"
-        event: dict[str, Any] = {"event": "decision", "index": index, "status": status, "val_bpb": mean,
-                                 "delta": delta, "reason": decision.reason}
-        if status == "keep":
-            event["test_bpb"] = self._test_bpb(index, first_ok)
         total = time.perf_counter() - t_start
-        event["timing"] = {"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
-                           "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}
-        self.ledger.append(event)  # recorded before acted on: a kill after this resumes to the right commit
+        self.ledger.append(Decision(
+            index=index, status=status, val_bpb=mean, delta=delta, reason=decision.reason,
+            test_bpb=self._test_bpb(index, first_ok) if status == "keep" else None,
+            timing={"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
+                    "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}))  # recorded before acted on: a kill after this resumes to the right commit
         if status != "keep":
             self.run_dir.reset_to(best.commit)
         self.ledger.write_results_tsv()
@@ -314,14 +342,18 @@ class Engine:
             except AgentUnavailable as e:
                 wait = self.options.agent_backoff[min(attempt, len(self.options.agent_backoff) - 1)]
                 attempt += 1
-                self.ledger.append({"event": "agent_error", "message": str(e), "unavailable": True, "retry_in": wait})
+                self.ledger.append(AgentErrorEvent(message=str(e), unavailable=True, retry_in=wait))
+                self._phase("waiting_for_agent", detail=str(e)[:300])
                 self.log(f"agent unavailable ({e}); waiting {wait:.0f}s (no experiment is spent)")
                 if not self._sleep(wait):
                     return None
             except AgentError as e:
-                self.ledger.append({"event": "agent_error", "message": str(e)})
+                self.ledger.append(AgentErrorEvent(message=str(e)))
                 self.log(f"agent error: {e}")
                 return None
+            else:
+                if attempt:
+                    self._phase("proposing", detail="the agent is reachable again")
         return self._validated(ctx, proposal)
 
     def _validated(self, ctx: AgentContext, proposal: Proposal, crash: str = "") -> Proposal | None:
@@ -338,6 +370,8 @@ class Engine:
                 break
             rounds += 1
             if not (crash and rounds == 1):
+                self.ledger.append(ProposalRejected(description=proposal.description, reason=problems[-3000:],
+                                                    round=rounds))
                 self.log(f"proposal rejected, asking for a fix: {problems.splitlines()[0]}")
             try:
                 fixed = self.agent.repair(ctx, proposal, problems)
@@ -355,8 +389,7 @@ class Engine:
         else:
             return proposal
         what = "no usable repair after the training failed" if crash and rounds <= 1 else "proposal rejected"
-        self.ledger.append({"event": "agent_error", "message": f"{what}: {problems[-3000:]}",
-                            "description": proposal.description})
+        self.ledger.append(AgentErrorEvent(message=f"{what}: {problems[-3000:]}", description=proposal.description))
         self.log(f"{what}: {problems.splitlines()[0]}")
         return None
 
@@ -370,61 +403,71 @@ class Engine:
                     "If the mistake is simple (a typo, a missing import, a shape, a batch too big for memory), fix it "
                     "and keep the idea. If the idea itself cannot work, propose something else.")
         self.log(f"[exp {index}] {r.status}: asking the agent to repair its change")
+        self._phase("repairing", index, detail=r.status)
         self._start_reply_clock()
         return self._validated(self._context(), proposal, feedback)
 
     def _keep_prompts(self, proposal: Proposal) -> None:
         """A copy of the prompts a proposal was written with, once per digest: a run records what steered it."""
-        digest, files = proposal.meta.get("prompts"), getattr(self.agent, "prompt_files", None)
+        digest = proposal.meta.get("prompts")
         target = self.run_dir.state / "prompts" / str(digest)
-        if not digest or files is None or target.exists():
+        if not digest or self.agent is None or target.exists():
+            return
+        files = self.agent.prompt_files()
+        if not files:
             return
         tmp = target.with_name(target.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for name, text in files().items():
+        for name, text in files.items():
             (tmp / name).write_text(text)
         os.replace(tmp, target)
 
     def _release_agent(self) -> None:
         """The LLM must not hold memory the training needs (Apple unified memory, one GPU; configurable)."""
         hw = self.config.get("hardware") or {}
-        release = getattr(self.agent, "release", None)
-        if release is not None:
-            release(shared_memory=bool(hw.get("cuda") or hw.get("apple_chip")))
+        if self.agent is not None:
+            self.agent.release(shared_memory=bool(hw.get("cuda") or hw.get("apple_chip")))
 
     def _start_reply_clock(self) -> None:
         """Before asking the agent: its streamed reply feeds the heartbeat, timed from now."""
-        if hasattr(self.agent, "on_text"):
-            self.agent.on_text = self._agent_progress  # type: ignore[union-attr]
+        if self.agent is not None:
+            self.agent.set_reply_listener(self._agent_progress)
         self._reply_chars, self._reply_started = 0, time.monotonic()
         self._reply_logged = self._reply_started
+        self.live.set("agent", {"state": "reading", "chars": 0, "seconds": 0.0, "since": time.time()}, force=True)
 
     def _agent_progress(self, piece: str) -> None:
-        """A heartbeat while a slow model works: one log line every 30 s, not a line per token."""
+        """A heartbeat while a slow model works: one log line every 30 s, not a line per token; live.json each second."""
         now = time.monotonic()
         if self._reply_chars == 0 and now - self._reply_started >= 10:
             self.log(f"agent: replying (it read the prompt for {now - self._reply_started:.0f}s)")
             self._reply_logged = now
         self._reply_chars += len(piece)
+        seconds = now - self._reply_started
+        self.live.set("agent", {"state": "writing", "chars": self._reply_chars, "seconds": round(seconds, 1),
+                                "since": time.time() - seconds})
         if now - self._reply_logged >= 30:
             self._reply_logged = now
-            self.log(f"agent: {self._reply_chars:,} characters written ({now - self._reply_started:.0f}s)")
+            self.log(f"agent: {self._reply_chars:,} characters written ({seconds:.0f}s)")
 
-    def _commit(self, index: int, proposal: Proposal, event: dict[str, Any]) -> None:
-        """Commit the proposal as experiment ``index`` and record ``event`` with its commit, between PENDING marks
-        (a kill in between is recovered: see _recover)."""
-        (self.run_dir.state / PENDING).write_text(str(index))
-        commit = self.run_dir.commit_script(proposal.source, proposal.description, index)
-        self.ledger.append({**event, "index": index, "commit": commit, "description": proposal.description,
-                            "script_sha256": script_hash(proposal.source), "agent": proposal.meta})
+    def _commit(self, proposal: Proposal, event: ExperimentStarted | ExperimentRepaired) -> None:
+        """Commit the proposal as experiment ``event.index`` and record ``event`` with its commit, between PENDING
+        marks (a kill in between is recovered: see _recover)."""
+        self.live.set("agent", None, force=True)
+        (self.run_dir.state / PENDING).write_text(str(event.index))
+        event.commit = self.run_dir.commit_script(proposal.source, proposal.description, event.index)
+        event.description = proposal.description
+        event.script_sha256 = script_hash(proposal.source)
+        event.agent = proposal.meta
+        self.ledger.append(event)
         (self.run_dir.state / PENDING).unlink(missing_ok=True)
 
     def _commit_repair(self, index: int, parent: str, fixed: Proposal, attempt: int, after: str) -> None:
         """Replace the experiment's commit with the repaired script (recorded before the next training)."""
         self._release_agent()
         self.run_dir.reset_to(parent)
-        self._commit(index, fixed, {"event": "experiment_repaired", "attempt": attempt, "after": after})
+        self._commit(fixed, ExperimentRepaired(index=index, attempt=attempt, after=after))
         self.log(f"[exp {index}] repaired (attempt {attempt}): {fixed.description}")
 
     def _problems(self, proposal: Proposal, seen: dict[str, int]) -> str:
@@ -439,10 +482,11 @@ class Engine:
         return ""
 
     # -- training ---------------------------------------------------------------------------------------
-    def _train(self, index: int, seed_run: int, attempt: int | None = None) -> RunResult | None:
+    def _train(self, index: int, seed_run: int, attempt: int | None = None, purpose: str = "experiment") -> RunResult | None:
         """Train the current train.py once; record it. None when it was interrupted (stop-now / skip).
 
         ``attempt`` numbers the trainings of one experiment (logs and metrics files); default: ``seed_run``.
+        ``purpose``: baseline, experiment, confirm (another seed of a promising change), repair (the agent's fix).
         """
         run = self.run_dir
         attempt = seed_run if attempt is None else attempt
@@ -451,6 +495,12 @@ class Engine:
         log_path = run.log_path(index, attempt)
         seed = int(self.config.get("seed", 0)) + seed_run
         env = training_env(run.harness_path, metrics, seed, test_metrics_json=test_metrics, backend=self.backend)
+        log_rel = str(log_path.relative_to(run.state))
+        self.ledger.append(TrainingStarted(index=index, attempt=attempt, seed=seed, log=log_rel, purpose=purpose,
+                                           budget_seconds=float(self.config.get("profile", {}).get("time_budget", 0))))
+        self._training_index = index
+        self.live.set("training", {"index": index, "attempt": attempt, "seed": seed, "log": log_rel,
+                                   "started": time.time()}, force=True)
         watcher = threading.Thread(target=self._watch_control, daemon=True)
         self._training = True
         watcher.start()
@@ -465,24 +515,24 @@ class Engine:
         finally:
             self._train_seconds += time.perf_counter() - t0
             self._training = False
+            self.live.set("training", None, force=True)
             watcher.join(timeout=5)
         self.runner = Runner()  # a Runner stopped by skip/stop-now stays stopped; the next run gets a fresh one
         if result.status == "interrupted" or self._skip:
             why = "skipped by the user" if self._skip else (self._stop or "interrupted")
             self._skip = False
-            self.ledger.append({"event": "training_finished", "index": index, "seed": seed, "outcome": "interrupted",
-                                "val_bpb": None, "metrics": result.metrics, "peak_memory_mb": result.peak_memory_mb,
-                                "wall_seconds": result.wall_seconds, "log": str(log_path.relative_to(run.state)),
-                                "reason": why})
-            self.ledger.append({"event": "experiment_interrupted", "index": index, "reason": why})
+            self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="interrupted", val_bpb=None,
+                                                metrics=result.metrics, peak_memory_mb=result.peak_memory_mb,
+                                                wall_seconds=result.wall_seconds, log=log_rel, reason=why))
+            self.ledger.append(ExperimentInterrupted(index=index, reason=why))
             self.ledger.write_results_tsv()
             self.log(f"[exp {index}] interrupted: {why}")
             return None
-        self.ledger.append({"event": "training_finished", "index": index, "seed": seed, "outcome": result.status,
-                            "val_bpb": result.val_bpb if result.status == "ok" else None, "metrics": result.metrics,
-                            "peak_memory_mb": result.peak_memory_mb, "wall_seconds": result.wall_seconds,
-                            "log": str(log_path.relative_to(run.state)), "reason": result.reason,
-                            "tail": result.tail[-2000:] if result.status != "ok" else ""})
+        self.ledger.append(TrainingFinished(index=index, seed=seed, outcome=result.status,
+                                            val_bpb=result.val_bpb if result.status == "ok" else None,
+                                            metrics=result.metrics, peak_memory_mb=result.peak_memory_mb,
+                                            wall_seconds=result.wall_seconds, log=log_rel, reason=result.reason,
+                                            tail=result.tail[-2000:] if result.status != "ok" else ""))
         if result.status == "ok":
             m = result.metrics
             self.log(f"[exp {index}] seed {seed}: val_bpb {result.val_bpb:.6f}, {m.get('num_steps')} steps, "
@@ -492,12 +542,17 @@ class Engine:
         return result
 
     def _on_train_line(self, line: str) -> None:
+        """A line of the training's output (reader thread): progress into live.json, the phase, the headless log."""
+        progress = parse_progress(line) if line.startswith("step ") else None
+        if progress is not None:
+            self.live.update("training", progress)
+        elif line.startswith("harness: training done"):
+            self._phase("evaluating", self._training_index)
         if line.startswith(("step ", "harness:")):
             self.log(f"    {line}")
 
     def _decide_failed(self, index: int, r: RunResult) -> None:
-        self.ledger.append({"event": "decision", "index": index, "status": r.status, "val_bpb": None, "delta": None,
-                            "reason": r.reason})
+        self.ledger.append(Decision(index=index, status=r.status, val_bpb=None, delta=None, reason=r.reason))
         self.ledger.write_results_tsv()
 
     def _test_bpb(self, index: int, seed_run: int) -> float | None:
@@ -514,7 +569,7 @@ class Engine:
     def _update_noise(self) -> None:
         noise = self._noise()
         if noise.sigma is not None:
-            self.ledger.append({"event": "noise_estimate", "sigma": noise.sigma, "dof": noise.dof, "source": "repeats"})
+            self.ledger.append(NoiseEstimated(sigma=noise.sigma, dof=noise.dof, source="repeats"))
 
     # -- context for the agent ----------------------------------------------------------------------------
     def _context(self) -> AgentContext:
@@ -523,7 +578,7 @@ class Engine:
         last = exps[-1] if exps else None
         last_outcome = None
         if last is not None:
-            log = next((r.log for r in reversed(last.runs) if r.log), None)
+            log = next((r.log for r in reversed(last.trainings) if r.log), None)
             tail = log_tail(self.run_dir.state / log) if log else ""
             last_outcome = {"index": last.index, "status": last.status, "reason": last.reason, "log_tail": tail}
         history = [{"index": e.index, "status": e.status, "val_bpb": e.val_bpb, "delta": e.delta,
@@ -538,30 +593,47 @@ class Engine:
 
     # -- control, signals, disk ---------------------------------------------------------------------------
     def _poll_control(self) -> None:
-        msg = control.take(self.run_dir.state)
-        if msg is None:
-            return
+        """Take every queued command, in order; each is recorded with its id and what was done with it."""
+        with self._control_lock:  # the loop and the training watcher both poll
+            while True:
+                msg = control.take(self.run_dir.state)
+                if msg is None:
+                    return
+                outcome = self._obey(msg)
+                sent = msg.get("ts")
+                self.ledger.append(ControlTaken(command=msg["command"], id=msg.get("id"), outcome=outcome,
+                                                sent=float(sent) if isinstance(sent, (int, float)) else None))
+
+    def _obey(self, msg: dict[str, Any]) -> str:
         cmd = msg["command"]
-        self.ledger.append({"event": "control", "command": cmd})
-        if cmd == "pause" and not self._paused:
+        if cmd == "pause":
+            if self._paused:
+                return "ignored: already paused"
             self._paused = True
-            self.ledger.append({"event": "paused", "reason": "paused by the user"})
+            self.ledger.append(Paused(reason="paused by the user"))
             self.log("paused (after the current experiment); `autoresearch resume` continues")
-        elif cmd == "resume" and self._paused:
+            return "done"
+        if cmd == "resume":
+            if not self._paused:
+                return "ignored: not paused"
             self._paused = False
-            self.ledger.append({"event": "resumed"})
+            self.ledger.append(Resumed())
             self.log("resumed")
-        elif cmd == "stop":
+            return "done"
+        if cmd == "stop":
             self.request_stop(reason="stopped by the user after the experiment")
             self.log("will stop after the current experiment")
-        elif cmd == "stop-now":
+            return "done"
+        if cmd == "stop-now":
             self.request_stop(now=True, reason="stopped by the user")
-        elif cmd == "skip":
-            if self._training and msg.get("ts", 0) >= self._train_started:
-                self._skip = True
-                self.runner.stop()
-            else:
-                self.log("skip ignored: no training was running when it was sent")
+            return "done"
+        # skip
+        if self._training and msg.get("ts", 0) >= self._train_started:
+            self._skip = True
+            self.runner.stop()
+            return "done"
+        self.log("skip ignored: no training was running when it was sent")
+        return "ignored: no training was running when it was sent"
 
     def _watch_control(self) -> None:
         while self._training:
@@ -582,13 +654,14 @@ class Engine:
         free_gb = shutil.disk_usage(self.run_dir.path).free / 1024**3
         if free_gb >= self.options.disk_floor_gb:
             return True
-        self.ledger.append({"event": "paused", "reason": f"disk: {free_gb:.2f} GB free, below {self.options.disk_floor_gb} GB"})
+        self.ledger.append(Paused(reason=f"disk: {free_gb:.2f} GB free, below {self.options.disk_floor_gb} GB"))
+        self._phase("waiting_for_disk", detail=f"{free_gb:.2f} GB free")
         self.log(f"paused: only {free_gb:.2f} GB free on {self.run_dir.path} (floor {self.options.disk_floor_gb} GB). "
                  "Free some space; the run continues by itself.")
         while shutil.disk_usage(self.run_dir.path).free / 1024**3 < self.options.disk_floor_gb:
             if not self._sleep(30):
                 return False
-        self.ledger.append({"event": "resumed"})
+        self.ledger.append(Resumed())
         self.log("disk space is back: resuming")
         return True
 

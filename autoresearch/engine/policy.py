@@ -31,7 +31,7 @@ Small-sample safeguards (all documented in :meth:`NoisePolicy.effective_sigma`):
   against it makes real improvements look smaller (conservative, but it costs recall and, after a lucky
   keep, can stall the run). ``winner_curse`` adds back that many standard errors of the best's mean
   (``sigma / sqrt(n_best)``) when the best was selected (pass ``best_selected=False`` for the baseline,
-  whose seeds were not selected). In the simulation (:func:`simulate`) a kept best's mean is on average
+  whose seeds were not selected). In the simulation (:mod:`autoresearch.engine.simulate`) a kept best's mean is on average
   0.3 of its standard errors below its true value; the default 0.3 adds that back.
 - *Confirmation before keeping.* ``keep_runs=2``: even a candidate far above the threshold is rerun once
   before it is kept. In the simulation this costs ~0.06 extra runs per experiment and improves both the
@@ -52,7 +52,6 @@ keeps that are real (~3% false), at ~1.2 training runs per experiment.
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from statistics import NormalDist
@@ -94,9 +93,9 @@ def _finite(values: Sequence[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(v)]
 
 
-def _sum_squares(values: Sequence[float]) -> float:
-    mean = sum(values) / len(values)
-    return sum((v - mean) ** 2 for v in values)
+def sum_squares(values: Sequence[float]) -> float:
+    m = sum(values) / len(values)
+    return sum((v - m) ** 2 for v in values)
 
 
 def estimate_noise(groups: Sequence[Sequence[float | None]], source: str = "") -> NoiseEstimate:
@@ -110,7 +109,7 @@ def estimate_noise(groups: Sequence[Sequence[float | None]], source: str = "") -
     for group in groups:
         values = _finite(group)
         if len(values) >= 2:
-            ss += _sum_squares(values)
+            ss += sum_squares(values)
             dof += len(values) - 1
     if dof == 0:
         return NoiseEstimate(None, 0, source)
@@ -197,7 +196,7 @@ def _num(x: float) -> str:
     return f"{x:.2g}"
 
 
-def _mean(values: Sequence[float]) -> float:
+def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
@@ -220,7 +219,7 @@ class GreedyPolicy:
             return Decision("discard", "no successful run")
         if not b:
             return Decision("keep", f"first result {c[-1]:.6f} (no best yet)")
-        mc, mb = _mean(c), _mean(b)
+        mc, mb = mean(c), mean(b)
         d = mb - mc
         if d > 0:
             return Decision("keep", f"val_bpb {mc:.6f} is lower than the best {mb:.6f} by {_num(d)} (greedy)", d)
@@ -235,7 +234,7 @@ class GreedyPolicy:
 class NoisePolicy:
     """Keep only improvements that clear the measured noise; rerun promising but marginal candidates.
 
-    Defaults were tuned with :func:`simulate` (``benchmarks/policy.py``) for a false-keep rate <= 5% while
+    Defaults were tuned with :func:`autoresearch.engine.simulate.simulate` (``benchmarks/policy.py``) for a false-keep rate <= 5% while
     keeping >= 80% of true improvements larger than 3 sigma: with the default effect mixture, sigma
     0.0007 and 100 experiments they give ~3% false keeps, ~89% recall above 3 sigma, ~27% recall of
     1-3 sigma improvements, at ~1.2 training runs per experiment (greedy: ~46% false keeps).
@@ -327,8 +326,8 @@ class NoisePolicy:
         if not c:
             return Decision("discard", "no successful run")
         if not b:
-            return Decision("keep", f"first result {_mean(c):.6f} (no best yet)")
-        mc, mb = _mean(c), _mean(b)
+            return Decision("keep", f"first result {mean(c):.6f} (no best yet)")
+        mc, mb = mean(c), mean(b)
         sigma, t_dof, dof, src = self.effective_sigma(noise, mb, (c, b))
         sigma = max(sigma, 1e-12)  # only reachable with val_bpb == 0 and identical repeats
         bias = self.winner_curse * sigma / math.sqrt(n_b) if best_selected else 0.0
@@ -372,141 +371,3 @@ def make_policy(name: str = "noise", **options: Any) -> NoisePolicy | GreedyPoli
     except TypeError as exc:
         raise ValueError(f"bad options for the {name} policy: {exc}") from None
 
-
-# ----------------------------------------------------------------------------------------------------
-# simulation (benchmarks/policy.py and tests/test_policy.py)
-
-
-@dataclass(frozen=True)
-class EffectMixture:
-    """True effects of the agent's proposals on val_bpb, in units of the per-run noise sigma (+ = worse).
-
-    Default: 55% of the proposals hurt (exponential, mean 2 sigma), 30% change nothing, 10% are small
-    improvements (uniform 0-3 sigma) and 5% clear ones (3 sigma + exponential, mean 3 sigma). Calibrated
-    on upstream's published run: there the greedy rule kept 23 of 126 proposals (18%) and measured a gain
-    of 0.028; with this mixture and sigma 0.0007, greedy keeps ~20% and gains ~0.034 (true) over 126.
-    """
-
-    p_harmful: float = 0.55
-    harm_mean: float = 2.0
-    p_neutral: float = 0.30
-    p_small: float = 0.10
-    small_max: float = 3.0
-    big_min: float = 3.0
-    big_extra_mean: float = 3.0
-
-    def draw(self, rng: random.Random) -> float:
-        u = rng.random()
-        if u < self.p_harmful:
-            return rng.expovariate(1.0 / self.harm_mean)
-        u -= self.p_harmful
-        if u < self.p_neutral:
-            return 0.0
-        u -= self.p_neutral
-        if u < self.p_small:
-            return -rng.uniform(0.0, self.small_max)
-        return -(self.big_min + rng.expovariate(1.0 / self.big_extra_mean))
-
-
-@dataclass
-class SimulationResult:
-    policy: str
-    trials: int
-    experiments: int
-    sigma: float
-    keeps: int = 0
-    false_keeps: int = 0  # kept with a true effect >= 0
-    big_total: int = 0  # true improvements larger than 3 sigma
-    big_kept: int = 0
-    mid_total: int = 0  # true improvements of 1-3 sigma
-    mid_kept: int = 0
-    runs: int = 0  # training runs of the experiments (the baseline's excluded)
-    improvement: float = 0.0  # sum over trials of the true improvement achieved (bpb)
-    reported: float = 0.0  # sum over trials of the measured improvement (baseline mean - final best mean)
-    oracle: float = 0.0  # sum over trials of every true improvement proposed (a perfect judge)
-
-    @property
-    def false_keep_rate(self) -> float:
-        return self.false_keeps / self.keeps if self.keeps else 0.0
-
-    @property
-    def recall_big(self) -> float:
-        return self.big_kept / self.big_total if self.big_total else 1.0
-
-    @property
-    def recall_mid(self) -> float:
-        return self.mid_kept / self.mid_total if self.mid_total else 1.0
-
-    @property
-    def runs_per_experiment(self) -> float:
-        return self.runs / (self.trials * self.experiments)
-
-    @property
-    def mean_improvement(self) -> float:
-        return self.improvement / self.trials
-
-    @property
-    def mean_reported(self) -> float:
-        return self.reported / self.trials
-
-    @property
-    def mean_oracle(self) -> float:
-        return self.oracle / self.trials
-
-    def meets_target(self, max_false_keep: float = 0.05, min_recall_big: float = 0.80) -> bool:
-        return self.false_keep_rate <= max_false_keep and self.recall_big >= min_recall_big
-
-
-def simulate(policy: NoisePolicy | GreedyPolicy, *, experiments: int = 100, trials: int = 200,
-             sigma: float = 0.0007, seed: int = 0, mixture: EffectMixture | None = None,
-             start: float = 1.0) -> SimulationResult:
-    """Simulate ``trials`` overnight runs of ``experiments`` proposals each under ``policy``.
-
-    Each run: the baseline is measured with ``policy.baseline_seeds`` seeds; each proposal's true value is
-    the current best's true value plus an effect from ``mixture`` (in sigma units); a measurement is the
-    true value plus N(0, sigma). The policy sees only measurements; the noise estimate is the pooled
-    spread of every group of repeats so far (baseline, reruns), exactly as the loop computes it.
-    """
-    mixture = mixture or EffectMixture()
-    rng = random.Random(seed)
-    res = SimulationResult(policy.name, trials, experiments, sigma)
-    for _ in range(trials):
-        true = start
-        best = [true + rng.gauss(0.0, sigma) for _ in range(policy.baseline_seeds)]
-        baseline_mean = _mean(best)
-        best_selected = False
-        ss, dof = 0.0, 0
-        if len(best) >= 2:
-            ss, dof = _sum_squares(best), len(best) - 1
-        for _ in range(experiments):
-            effect = mixture.draw(rng) * sigma
-            value = true + effect
-            noise = NoiseEstimate(math.sqrt(ss / dof) if dof else None, dof)
-            runs = [value + rng.gauss(0.0, sigma)]
-            while True:
-                decision = policy.decide(runs, best, noise, best_selected=best_selected)
-                if decision.action != "rerun" or len(runs) >= policy.max_runs:
-                    break
-                runs.append(value + rng.gauss(0.0, sigma))
-            res.runs += len(runs)
-            if len(runs) >= 2:
-                ss += _sum_squares(runs)
-                dof += len(runs) - 1
-            kept = decision.action == "keep"
-            if effect <= -3 * sigma:
-                res.big_total += 1
-                res.big_kept += kept
-            elif effect <= -sigma:
-                res.mid_total += 1
-                res.mid_kept += kept
-            if effect < 0:
-                res.oracle -= effect
-            if kept:
-                res.keeps += 1
-                res.false_keeps += effect >= 0
-                true = value
-                best = runs
-                best_selected = True
-        res.improvement += start - true
-        res.reported += baseline_mean - _mean(best)
-    return res

@@ -24,8 +24,7 @@ from typing import Any
 import git
 
 from .. import __version__
-
-STATE = ".autoresearch"
+from ..paths import STATE_DIR as STATE
 SCRIPT = "train.py"
 GITIGNORE = f"/{STATE}/\n__pycache__/\n"
 EXP_REF = "refs/autoresearch/exp/{index:04d}"

@@ -1,73 +1,51 @@
-"""`autoresearch status`: a run's state and results table, from its ledger (read-only, any process)."""
+"""`autoresearch status`: a run's state and results table, from the read model (read-only, any process)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .ledger import Ledger
-from .rundir import RunDir, RunLock
+from .rundir import RunDir, RunError
+from .view import RunView, experiment_status
 
 
 def run_status(run: RunDir) -> dict[str, Any]:
-    ledger = Ledger(run.path, writable=False)
-    events = ledger.events()
-    exps = ledger.experiments()
-    best = ledger.best()
-    cfg = run.config()
-    noise = next((e for e in reversed(events) if e.get("event") == "noise_estimate"), None)
-    last_state = next((e for e in reversed(events) if e.get("event") in ("paused", "resumed", "stopped", "run_started")), None)
-    running = RunLock(run).is_held()
-    if not running:
-        state = "stopped"
-    elif last_state is not None and last_state.get("event") == "paused":
-        state = "paused"
-    else:
-        state = "running"
+    view = RunView(run)
+    st = view.poll().state
+    if st.error:
+        raise RunError(st.error)
+    cfg = st.config
     experiments = []
-    for e in exps:
+    for e in view.experiments():
         experiments.append({
             "index": e.index,
             "commit": (e.commit or "")[:7],
-            "status": e.status or "running",
+            "status": experiment_status(e, st),
             "val_bpb": e.val_bpb,
             "delta": e.delta,
             "description": e.description,
             "training_seconds": e.training_seconds,
             "memory_gb": e.memory_gb,
-            "seeds": len(e.runs),
+            "seeds": len(e.trainings),
             "test_bpb": e.test_bpb,
             "reason": e.reason,
         })
-    agent: dict[str, Any] = {"spec": cfg.get("agent"),
-                             "unusable_replies": sum(1 for e in events if e.get("event") == "agent_error"
-                                                     and not e.get("unavailable"))}
-    latest, since = None, None  # the agent's state: its latest error, unless a proposal came after it
-    for e in reversed(events):
-        if e.get("event") in ("experiment_started", "experiment_repaired", "run_started"):
-            break
-        if e.get("event") == "agent_error":
-            if latest is not None and bool(e.get("unavailable")) != bool(latest.get("unavailable")):
-                break
-            latest = latest or e
-            since = e.get("ts")  # the outage began with the first of this unbroken run of errors
-    if running and latest is not None:
-        agent.update(state="unavailable" if latest.get("unavailable") else "retrying",
-                     message=latest.get("message"), since=since)
-    counts: dict[str, int] = {}
-    for x in experiments:
-        counts[x["status"]] = counts.get(x["status"], 0) + 1
+    agent: dict[str, Any] = {"spec": st.agent.spec, "unusable_replies": st.agent.unusable_replies}
+    if st.engine.alive and st.agent.state is not None:
+        agent.update(state=st.agent.state, message=st.agent.message, since=st.agent.since)
+    best = st.best
     return {
         "run": run.tag,
         "path": str(run.path),
-        "state": state,
+        "state": st.status,
+        "phase": st.phase,
         "profile": cfg.get("profile", {}).get("name"),
         "backend": cfg.get("backend"),
         "dataset": cfg.get("dataset"),
         "policy": cfg.get("policy"),
         "best": {"index": best.index, "val_bpb": best.val_bpb, "commit": (best.commit or "")[:7]} if best else None,
-        "baseline_val_bpb": next((e.val_bpb for e in exps if e.kind == "baseline" and e.status == "keep"), None),
-        "noise_sigma": noise.get("sigma") if noise else None,
-        "counts": counts,
+        "baseline_val_bpb": st.baseline.val_bpb if st.baseline else None,
+        "noise_sigma": st.noise_sigma,
+        "counts": st.counts,
         "agent": agent,
         "experiments": experiments,
     }

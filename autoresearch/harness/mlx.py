@@ -29,23 +29,13 @@ except ImportError as e:  # only this module needs mlx; the rest of the harness 
         "on Apple Silicon with `pip install mlx`."
     ) from e
 
+from autoresearch.harness.api import MLX_API
 from autoresearch.harness.bpb import LogitsError, logits_problem, open_eval, positions_per_chunk, score_rows
 from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows
-from autoresearch.harness.loader import DataError, LoaderStats, TokenBatches
+from autoresearch.harness.loader import DataError as DataError, LoaderStats, TokenBatches  # DataError: re-exported
 from autoresearch.harness.session import HarnessConfig, HarnessError, Session
 
-__all__ = [
-    "CausalityResult",
-    "DataError",
-    "HarnessError",
-    "LogitsError",
-    "MLXBatches",
-    "MLXSession",
-    "batches",
-    "check_causality",
-    "evaluate_bpb",
-    "start",
-]
+__all__ = list(MLX_API)  # declared in harness.api, where the integrity check reads it
 
 Model = Callable[[Any], Any]
 _LOW_PRECISION = (mx.bfloat16, mx.float16)

@@ -28,11 +28,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..paths import STATE_DIR
+
 HARNESS_ENV = "AUTORESEARCH_HARNESS"  # path of the run's harness.json
 METRICS_ENV = "AUTORESEARCH_METRICS"  # where this experiment's metrics go
 SEED_ENV = "AUTORESEARCH_SEED"  # the engine sets another seed for confirmation runs
 TEST_METRICS_ENV = "AUTORESEARCH_TEST_METRICS"  # held-out test score: the engine's eyes only
-DEFAULT_CONFIG = Path(".autoresearch") / "harness.json"
+DEFAULT_CONFIG = Path(STATE_DIR) / "harness.json"
 LOSS_LIMIT = 100.0  # a cross-entropy above this (or non-finite) means the run diverged
 
 
@@ -248,6 +250,8 @@ class Session:
         """Evaluate, check, write metrics and print the `---` summary. Returns the metrics."""
         self.synchronize()
         t_end_train = time.perf_counter()
+        print(f"harness: training done ({self.steps} steps, {self.training_seconds:.1f}s); evaluating", file=sys.stderr,
+              flush=True)
         batch = eval_batch_size or self.config.eval_batch_size or getattr(self, "_train_batch_size", 8)
         status, reason = "ok", ""
         wall = (t_end_train - self._t_first_batch) if self._t_first_batch is not None else 0.0

@@ -20,23 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from autoresearch.harness.api import TORCH_API
 from autoresearch.harness.bpb import LogitsError, logits_problem, open_eval, positions_per_chunk, score_rows
 from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows
-from autoresearch.harness.loader import DataError, LoaderStats, TokenBatches
+from autoresearch.harness.loader import DataError as DataError, LoaderStats, TokenBatches  # DataError: re-exported
 from autoresearch.harness.session import HarnessConfig, HarnessError, Session
 
-__all__ = [
-    "CausalityResult",
-    "DataError",
-    "HarnessError",
-    "TorchSession",
-    "LogitsError",
-    "TorchBatches",
-    "batches",
-    "check_causality",
-    "evaluate_bpb",
-    "start",
-]
+__all__ = list(TORCH_API)  # declared in harness.api, where the integrity check reads it
 
 Model = Callable[[torch.Tensor], Any]
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
