@@ -94,7 +94,8 @@ def night_text(state: RunState, now: float, compact: bool = False) -> Text:
     rate = state.experiments_per_hour(now)
     if rate is not None:
         text.append(sep, style="dim").append(f"{rate:.1f}").append("/h" if compact else " exp/h", style="dim")
-    text.append(sep, style="dim").append(f"{state.experiments}").append(" exp" if compact else " experiments", style="dim")
+    noun = "exp" if compact else ("experiment" if state.experiments == 1 else "experiments")
+    text.append(sep, style="dim").append(f"{state.experiments}").append(f" {noun}", style="dim")
     keeps = state.counts.get("keep", 0)
     if keeps:
         text.append(f" ({keeps} kept)", style="dim")
