@@ -119,12 +119,34 @@ def diagnose(settings: config_mod.Settings | None = None, hw: Hardware | None = 
         report["llm"] = {"provider": "ollama", "host": settings.ollama_host, "checked": False}
     report["datasets"] = check_datasets(settings.data_dir, (profile.dataset, profile.vocab_size))
     problems += report["datasets"].pop("problems")
+    report["sandbox"] = check_sandbox(settings.data_dir)
+    problems += report["sandbox"].pop("problems")
     free = shutil.disk_usage(settings.data_dir if settings.data_dir.exists() else Path.home()).free / 1024**3
     report["disk_free_gb"] = round(free, 1)
     if free < 5:
         problems.append(_problem(f"only {free:.1f} GB free on the data disk", "free some space: a night of runs needs a few GB"))
     report["problems"] = problems
     return report
+
+
+def check_sandbox(data_dir: Path) -> dict[str, Any]:
+    """How the agent's code is confined here, and whether the prepared data is out of its reach."""
+    from .harness.sandbox import availability
+    from .training.trial import exposed_data
+
+    avail = availability()
+    out: dict[str, Any] = {"confined": avail.confined, "landlock_abi": avail.landlock_abi, "summary": avail.summary(),
+                           "problems": []}
+    if not avail.confined:
+        out["problems"].append(_problem(
+            f"the training is not confined ({avail.reason})",
+            "the score is still computed in a process of its own, but the agent's code could read the validation "
+            "data: run on Linux 5.13+ (Landlock), or in a VM or container"))
+    root = exposed_data(str(data_dir))
+    if root:
+        out["problems"].append(_problem(f"the data directory {data_dir} is inside {root}, which the training may read",
+                                        "move the prepared data elsewhere (AUTORESEARCH_CACHE or [paths] data_dir)"))
+    return out
 
 
 def _fmt_tokens(n: int) -> str:
@@ -169,6 +191,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"           {d['dataset']} (vocab {d['vocab_size']}): {toks}  [{d['digest']}]")
     if not ds["prepared"]:
         lines.append("           none prepared")
+    if "sandbox" in r:
+        lines.append(f"Sandbox    {r['sandbox']['summary']}")
     lines.append(f"Disk       {r['disk_free_gb']} GB free")
     if r["config"]:
         lines.append(f"Config     {r['config']}")

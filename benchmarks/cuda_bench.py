@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from autoresearch.backends import harness_config, training_env  # noqa: E402
+from autoresearch.backends import agent_env, harness_config  # noqa: E402
+from autoresearch.training.trial import run_script  # noqa: E402
 from autoresearch.backends.knobs import render_for_profile, set_knobs  # noqa: E402
 from autoresearch.hardware import CudaDevice, Hardware, profile_for  # noqa: E402
 from autoresearch.harness.manifest import read_manifest  # noqa: E402
@@ -59,33 +59,25 @@ def run_variant(name: str, args: argparse.Namespace, caches: Path, out: Path | N
         overrides["compile"] = False
     profile = profile_for(hw, overrides)
     work = Path(tempfile.mkdtemp(prefix=f"cuda-{name}-"))
-    (work / ".autoresearch").mkdir()
     source = render_for_profile((REPO / "train_torch.py").read_text(), profile)
     knob_changes = {"windows": {"WINDOW_PATTERN": "SSSL", "SHORT_WINDOW": max(1, profile.seq_len // 2)},
                     "changed": {"MLP_RATIO": 3}, "lr": {"MATRIX_LR": 0.03}}
     if name in knob_changes:
         source = set_knobs(source, knob_changes[name])
-    (work / "train.py").write_text(source)
-    cfg = work / ".autoresearch" / "harness.json"
-    harness_config(profile, data, manifest).write(cfg)
-    metrics_path = work / "metrics.json"
-    env = training_env(cfg, metrics_path)
+    env = agent_env()
     env["TORCHINDUCTOR_CACHE_DIR"] = str(caches / "inductor")
     env["TRITON_CACHE_DIR"] = str(caches / "triton")
     for setting in args.extra.get(name, []):
         key, _, value = setting.partition("=")
         env[key] = value
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "train.py"], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=args.budget * 3 + 400)
+    r = run_script(source, harness_config(profile, data, manifest), work, deadline_seconds=args.budget * 3 + 400, env=env)
     wall = time.perf_counter() - t0
     if out:
-        (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
-    try:
-        m = json.loads(metrics_path.read_text())
-    except (OSError, ValueError):
-        m = {"status": f"no metrics (exit {proc.returncode})"}
-        print((proc.stdout + proc.stderr)[-3000:])
+        (out / f"{name}.log").write_text(r.log_path.read_text() if r.log_path else "")
+    m = dict(r.metrics) if r.status == "ok" else {**r.metrics, "status": f"{r.status}: {r.reason}"}
+    if r.status != "ok":
+        print(r.tail[-3000:])
     m["wall_seconds"] = round(wall, 1)
     m["overhead_seconds"] = round(wall - m.get("training_seconds", 0.0), 1)
     m["variant"] = name

@@ -137,7 +137,7 @@ def main() -> None:
         try:
             import torch
 
-            from autoresearch.harness import torch as th
+            from autoresearch.harness import torch_eval as th
 
             torch.set_num_threads(1)
             makers.append(("torch (cpu)", lambda b, t: th.batches(directory, "train", b, t, "cpu", seed=1)))
@@ -146,7 +146,7 @@ def main() -> None:
         try:
             import mlx.core as mx
 
-            from autoresearch.harness import mlx as mh
+            from autoresearch.harness import mlx_eval as mh
 
             def mlx_batches(b: int, t: int) -> Iterator:
                 for x, y in mh.batches(directory, "train", b, t, seed=1):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autoresearch.backends import BACKENDS, harness_config, training_env  # noqa: E402
+from autoresearch.backends import BACKENDS, harness_config  # noqa: E402
 from autoresearch.backends.knobs import render_for_profile  # noqa: E402
-from autoresearch.training.runner import Runner  # noqa: E402
+from autoresearch.training.trial import run_script  # noqa: E402
 from autoresearch.hardware import Hardware, detect, profile_for  # noqa: E402
 from autoresearch.harness.prepare import prepare  # noqa: E402
 from autoresearch.progress import TqdmProgress  # noqa: E402
@@ -49,15 +49,10 @@ def main() -> None:
         profile = profile_for(cpu_only, {"backend": name, "time_budget": args.budget, "dataset": "stdlib"})
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
-                work = Path(tmp)
-                (work / ".autoresearch").mkdir()
-                (work / "train.py").write_text(render_for_profile(BACKENDS[name].template().read_text(), profile))
-                cfg = work / ".autoresearch" / "harness.json"
-                harness_config(profile, data.directory, data.manifest, seed=seed).write(cfg)
-                metrics = work / "metrics.json"
-                r = Runner().run([sys.executable, "train.py"], cwd=work, env=training_env(cfg, metrics, seed, backend=name),
-                                 log_path=work / "train.log", metrics_path=metrics, deadline_seconds=args.budget * 3 + 300)
-            m = r.metrics
+                source = render_for_profile(BACKENDS[name].template().read_text(), profile)
+                r = run_script(source, harness_config(profile, data.directory, data.manifest, seed=seed), Path(tmp),
+                               deadline_seconds=args.budget * 3 + 300)
+            m = dict(r.metrics, total_seconds=r.wall_seconds)
             bpb = m.get("val_bpb")
             print(f"{name:<8}{seed:>5}{r.status:>9}{bpb if bpb is not None else float('nan'):>10.4f}"
                   f"{m.get('tokens_per_second', 0):>10,.0f}{m.get('num_steps', 0):>7}"

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from _synthetic_data import byte_encoding, encode_docs, random_text, read_docs, token_bytes_of, write_dataset
 from torch import nn
 
-from autoresearch.harness import torch as th
+from autoresearch.harness import torch_eval as th
 from autoresearch.harness.bpb import reference_bpb
 from autoresearch.harness.loader import DataError, TokenBatches
 
@@ -257,7 +257,7 @@ def test_causality_reports_the_earliest_changed_position():
 # -- MLX ----------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mlxh():
-    return pytest.importorskip("autoresearch.harness.mlx", reason="mlx is not installed")
+    return pytest.importorskip("autoresearch.harness.mlx_eval", reason="mlx is not installed")
 
 
 @pytest.mark.mlx

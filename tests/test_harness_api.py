@@ -23,7 +23,7 @@ import pytest
 from autoresearch.harness import api
 
 HARNESS = Path(__file__).resolve().parent.parent / "autoresearch" / "harness"
-REEXPORTS = {"CausalityResult", "DataError", "HarnessError", "LogitsError"}  # defined in bpb/causality/loader/session
+REEXPORTS = {"HarnessError", "LogitsError"}  # defined in bpb and session
 SESSION_CLASSES = {"session.py": "Session", "torch.py": "TorchSession", "mlx.py": "MLXSession"}
 HAS_MLX = importlib.util.find_spec("mlx") is not None
 
@@ -100,11 +100,12 @@ def test_session_declarations_cover_every_session_name() -> None:
     assert not set(api.SESSION_API) & set(api.SESSION_INTERNALS)
 
 
-def test_a_live_torch_session_has_only_declared_names() -> None:
+def test_a_live_torch_session_has_only_declared_names(monkeypatch: pytest.MonkeyPatch) -> None:
     from autoresearch.harness.session import HarnessConfig
     from autoresearch.harness.torch import TorchSession
 
-    config = HarnessConfig(data_dir="unused", seq_len=8, vocab_size=16, time_budget=1.0, eval_tokens=8, device="cpu")
+    config = HarnessConfig(data_dir="", seq_len=8, vocab_size=16, time_budget=1.0, eval_tokens=8, device="cpu")
+    monkeypatch.setenv("AUTORESEARCH_ROLE", "serve")  # a session without a data server (the serving role)
     session = TorchSession(config)
     names = {n for n in dir(session) if not n.startswith("__")}
     declared = set(api.SESSION_API) | set(api.SESSION_INTERNALS)

@@ -127,7 +127,7 @@ def test_internal_harness_modules_are_forbidden(line: str) -> None:
 
 def test_private_harness_name_import() -> None:
     source = with_import("from autoresearch.harness.torch import _rows_to_device")
-    report = assert_caught(source, "harness-import", "_rows_to_device", "private", "evaluate_bpb")
+    report = assert_caught(source, "harness-import", "_rows_to_device", "private", "start")
     assert report.violations[0].line == source.splitlines().index(
         "from autoresearch.harness.torch import _rows_to_device") + 1
 
@@ -144,12 +144,20 @@ def test_bare_harness_import_binds_the_package() -> None:
 
 
 def test_public_names_imported_directly_pass() -> None:
-    source = replaced("import autoresearch.harness.torch as harness",
-                      "from autoresearch.harness.torch import start, evaluate_bpb, check_causality")
+    source = replaced("import autoresearch.harness.torch as harness", "from autoresearch.harness.torch import start")
     source = replaced("H = harness.start()", "H = start()", source)
     assert_passes(source)
     assert_passes(replaced("import autoresearch.harness.torch as harness",
                            "from autoresearch.harness import torch as harness"))
+
+
+def test_scoring_is_not_part_of_the_scripts_api() -> None:
+    """The evaluation runs in the scorer's process; a train script cannot import or call it."""
+    assert_caught(replaced("import autoresearch.harness.torch as harness",
+                           "import autoresearch.harness.torch as harness\n"
+                           "from autoresearch.harness.torch import evaluate_bpb"), "harness-import", "public")
+    assert_caught(after_start("score = harness.evaluate_bpb"), "harness-private", "not a public name")
+    assert_caught(with_import("from autoresearch.harness import torch_eval"), "harness-import")
 
 
 # -- the harness's internals ------------------------------------------------------------------------------------
@@ -311,8 +319,9 @@ def test_evaluating_the_test_split() -> None:
     source = before_finish('print(harness.evaluate_bpb(model, H.config.data_dir, seq_len=H.seq_len, '
                            'eval_tokens=2**16, batch_size=8, device=H.device, split="test"))')
     assert_caught(source, "data-split", "held out")
-    assert_passes(before_finish("print(harness.evaluate_bpb(model, H.config.data_dir, seq_len=H.seq_len, "
-                                "eval_tokens=2**16, batch_size=8, device=H.device))"))
+    # the evaluation is the scorer's now (another process): a script cannot call it on any split
+    assert_caught(before_finish("print(harness.evaluate_bpb(model, H.config.data_dir, seq_len=H.seq_len, "
+                                "eval_tokens=2**16, batch_size=8, device=H.device))"), "harness-private", "not a public name")
 
 
 # -- environment -------------------------------------------------------------------------------------------------
@@ -736,3 +745,17 @@ H.finish(model, depth=cfg.n_layer)
 
 def test_a_rewritten_script_in_another_style_passes() -> None:
     assert_passes(REWRITTEN)
+
+
+# -- strict: the quick check before a training (the boundary itself is the process boundary) ------------------
+def test_computed_attribute_names_are_refused_on_any_object() -> None:
+    assert_caught(before_finish("name = 'w' + str(H.steps)\nprint(getattr(model.head, name))"), "obfuscation",
+                  "computed name")
+    assert_caught(before_finish("k = str(DEPTH)\nsetattr(model, k, 1)"), "obfuscation", "computed name")
+    assert_passes(before_finish("print(getattr(model.head, 'weight').shape)"))  # a literal name is fine
+
+
+def test_dunder_attributes_are_refused_except_the_constructor() -> None:
+    assert_caught(before_finish("print(model.forward.__wrapped__)"), "introspection", "dunder")
+    assert_caught(before_finish("print(H.finish.__qualname__, lr_multiplier.__kwdefaults__)"), "introspection")
+    assert_passes(before_finish("print(type(model).__name__, torch.__version__)"))

@@ -350,7 +350,7 @@ def test_bad_arguments(data, tmp_path):
 
 
 def test_torch_and_mlx_loaders_yield_identical_batches(data):
-    torch_h = pytest.importorskip("autoresearch.harness.torch")
+    torch_h = pytest.importorskip("autoresearch.harness.torch_eval")
     ref = take(TokenBatches(data, "train", 4, 100, seed=11), 3)
     tb = torch_h.batches(data, "train", 4, 100, "cpu", seed=11)
     got_torch = take(tb, 3)
@@ -361,7 +361,7 @@ def test_torch_and_mlx_loaders_yield_identical_batches(data):
         np.testing.assert_array_equal(y, yt.numpy())
     assert tb.stats.rows == 12
     try:
-        mlx_h = __import__("autoresearch.harness.mlx", fromlist=["batches"])
+        mlx_h = __import__("autoresearch.harness.mlx_eval", fromlist=["batches"])
     except ImportError:
         pytest.skip("mlx is not installed")
     got_mlx = take(mlx_h.batches(data, "train", 4, 100, seed=11), 3)

@@ -16,11 +16,14 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 nn = pytest.importorskip("mlx.nn")
 
-from autoresearch.backends import REPO_ROOT, training_env  # noqa: E402
+from autoresearch.backends import REPO_ROOT  # noqa: E402
 from autoresearch.backends.knobs import read_knobs  # noqa: E402
-from autoresearch.training.runner import Runner, RunResult  # noqa: E402
+from autoresearch.harness.dataserver import start_server  # noqa: E402
 from autoresearch.harness.prepare import Prepared  # noqa: E402
 from autoresearch.harness.session import HarnessConfig, HarnessError  # noqa: E402
+from autoresearch.harness.wire import pair  # noqa: E402
+from autoresearch.training.runner import RunResult  # noqa: E402
+from autoresearch.training.trial import run_script  # noqa: E402
 
 pytestmark = pytest.mark.mlx
 
@@ -30,16 +33,10 @@ TORCH_TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
 
 def _run(tmp_path: Path, data: Prepared, source: str = TEMPLATE, *, budget: float = 8.0, max_steps: int | None = None,
          seed: int = 0, name: str = "run", compile: bool = False) -> RunResult:
-    work = tmp_path / name
-    (work / ".autoresearch").mkdir(parents=True)
-    (work / "train.py").write_text(source)
     cfg = HarnessConfig(data_dir=str(data.directory), seq_len=128, vocab_size=data.manifest.vocab_size,
                         time_budget=budget, eval_tokens=2**14, device="cpu", seed=seed, max_steps=max_steps,
                         eval_batch_size=16, progress_interval=1.0, backend="mlx", compile=compile)
-    cfg.write(work / ".autoresearch" / "harness.json")
-    metrics = work / ".autoresearch" / "metrics.json"
-    return Runner().run(["python", "train.py"], cwd=work, env=training_env(work / ".autoresearch" / "harness.json", metrics),
-                        log_path=work / "train.log", metrics_path=metrics, deadline_seconds=budget + 120)
+    return run_script(source, cfg, tmp_path / name, deadline_seconds=budget + 120)
 
 
 def _with(source: str, **knobs: object) -> str:
@@ -64,15 +61,20 @@ def _config(data: Prepared, path: Path, **overrides: Any) -> Path:
     return path
 
 
-def test_session_batches_device_and_accounting(tmp_path: Path, stdlib_small: Prepared) -> None:
+def test_session_batches_device_and_accounting(tmp_path: Path, stdlib_small: Prepared,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from autoresearch.harness import mlx as harness
 
+    ours, theirs = pair()  # the data server in this process, over a real socket
+    server, _ = start_server(ours, data_dir=str(stdlib_small.directory), seq_len=64,
+                             vocab_size=stdlib_small.manifest.vocab_size, seed=0, budget=5, uncounted_steps=0)
+    monkeypatch.setenv("AUTORESEARCH_DATA_FD", str(theirs.detach()))
     session = harness.start(_config(stdlib_small, tmp_path / "harness.json"))
     assert session.backend == "mlx" and session.device == mx.cpu
     x, y = next(session.train_batches(3))
     assert x.dtype == y.dtype == mx.int32 and x.shape == y.shape == (3, 64)
     assert np.array_equal(np.array(x)[:, 1:], np.array(y)[:, :-1])  # targets are the inputs shifted by one
-    assert session.tokens == 3 * 64
+    assert session.tokens == 3 * 64 == server.account.tokens
     model = nn.Sequential(nn.Embedding(stdlib_small.manifest.vocab_size, 8), nn.Linear(8, stdlib_small.manifest.vocab_size))
     assert session._count_params(model) == 2 * 8 * stdlib_small.manifest.vocab_size + stdlib_small.manifest.vocab_size
     session.synchronize()
@@ -92,7 +94,7 @@ def test_session_refuses_a_device_it_cannot_use(tmp_path: Path, stdlib_small: Pr
 
 
 def test_logits_must_be_a_plain_array() -> None:
-    from autoresearch.harness import mlx as harness
+    from autoresearch.harness import mlx_eval as harness
 
     class Fake(mx.array):  # could answer the harness's slicing and casting with anything
         pass
@@ -164,10 +166,10 @@ def test_nan_learning_rate_fails_fast(tmp_path: Path, stdlib_small: Prepared) ->
 
 
 def test_training_outside_the_harness_clock_is_invalid(tmp_path: Path, stdlib_small: Prepared) -> None:
-    cheat = TEMPLATE.replace("H.finish(model,", "import time\ntime.sleep(H.time_budget * 1.2 + 6)\nH.finish(model,")
+    cheat = TEMPLATE.replace("H.finish(model,", "import time\ntime.sleep(15)\nH.finish(model,")
     result = _run(tmp_path, stdlib_small, _with(cheat, **SMALL), budget=4)
     assert result.status == "invalid", result.tail
-    assert "outside keep_training" in result.reason
+    assert "after the last batch" in result.reason
 
 
 # -- the twins do the same arithmetic ---------------------------------------------------------------------------

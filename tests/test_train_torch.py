@@ -7,26 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.backends import REPO_ROOT, training_env
-from autoresearch.training.runner import Runner, RunResult
+from autoresearch.backends import REPO_ROOT
 from autoresearch.harness.prepare import Prepared
 from autoresearch.harness.session import HarnessConfig
+from autoresearch.training.runner import RunResult
+from autoresearch.training.trial import run_script
 
 TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
 
 
 def _run(tmp_path: Path, data: Prepared, source: str = TEMPLATE, *, budget: float = 8.0, max_steps: int | None = None,
          seed: int = 0, name: str = "run") -> RunResult:
-    work = tmp_path / name
-    (work / ".autoresearch").mkdir(parents=True)
-    (work / "train.py").write_text(source)
     cfg = HarnessConfig(data_dir=str(data.directory), seq_len=128, vocab_size=data.manifest.vocab_size,
                         time_budget=budget, eval_tokens=2**14, device="cpu", seed=seed, max_steps=max_steps,
                         eval_batch_size=16, progress_interval=1.0)
-    cfg.write(work / ".autoresearch" / "harness.json")
-    metrics = work / ".autoresearch" / "metrics.json"
-    return Runner().run(["python", "train.py"], cwd=work, env=training_env(work / ".autoresearch" / "harness.json", metrics),
-                        log_path=work / "train.log", metrics_path=metrics, deadline_seconds=budget + 120)
+    return run_script(source, cfg, tmp_path / name, deadline_seconds=budget + 120)
 
 
 def _with(source: str, **knobs: object) -> str:
@@ -80,19 +75,22 @@ def test_nan_learning_rate_fails_fast(tmp_path: Path, stdlib_small: Prepared) ->
 
 
 def test_training_outside_the_harness_clock_is_invalid(tmp_path: Path, stdlib_small: Prepared) -> None:
-    # a script that keeps training after keep_training() said stop
-    cheat = TEMPLATE.replace("H.finish(model,", "import time\ntime.sleep(H.time_budget * 1.2 + 6)\nH.finish(model,")
+    # a script that keeps working after the last batch (a giant last step, hoarded batches)
+    cheat = TEMPLATE.replace("H.finish(model,", "import time\ntime.sleep(15)\nH.finish(model,")
     result = _run(tmp_path, stdlib_small, cheat, budget=4)
     assert result.status == "invalid", result.tail
-    assert "outside keep_training" in result.reason
+    assert "after the last batch" in result.reason
 
 
-def test_training_hidden_in_the_uncounted_warmup_is_invalid(tmp_path: Path, stdlib_small: Prepared) -> None:
+def test_the_uncounted_warmup_is_served_random_tokens(tmp_path: Path, stdlib_small: Prepared) -> None:
+    # training more on the warm-up step's batches used to train uncounted on real data; now they are random tokens
     cheat = TEMPLATE.replace("for _ in range(grad_accum):", "for _ in range(grad_accum * (30 if step == 0 else 1)):")
     assert cheat != TEMPLATE
     result = _run(tmp_path, stdlib_small, cheat, max_steps=8, budget=60)
-    assert result.status == "invalid", result.tail
-    assert "warm-up" in result.reason
+    assert result.status == "ok", result.tail
+    m = result.metrics
+    assert m["warmup_batches"] >= 30 and m["num_steps"] == 8
+    assert m["total_tokens"] <= (m["num_steps"] + 1) * 2 * 8 * 128  # 2 micro-batches a step: the 30x were not data
 
 
 def _script_functions(*names: str) -> dict:

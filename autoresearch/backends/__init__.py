@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import paths
 from ..hardware import Profile
 from ..harness.manifest import Manifest
-from ..harness.session import HARNESS_ENV, METRICS_ENV, SEED_ENV, TEST_METRICS_ENV, HarnessConfig
+from ..harness.session import HarnessConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {"torch": "train_torch.py", "mlx": "train_mlx.py"}
@@ -109,22 +109,20 @@ def mlx_blas_preload() -> str | None:
     return next((p for p in _OPENBLAS if os.path.exists(p)), None)
 
 
-def training_env(harness_json: Path, metrics_json: Path, seed: int | None = None, base: dict[str, str] | None = None,
-                 test_metrics_json: Path | None = None, backend: str | None = None) -> dict[str, str]:
-    """The environment of a training subprocess: no credentials, the harness paths, unbuffered output."""
-    env = {
-        k: v
-        for k, v in (os.environ if base is None else base).items()
-        if not _SECRET.search(k) and not k.startswith(_PROVIDER_PREFIXES)
-    }
-    env[HARNESS_ENV] = str(harness_json)
-    env[METRICS_ENV] = str(metrics_json)
-    env.pop(SEED_ENV, None)
-    env.pop(TEST_METRICS_ENV, None)
-    if test_metrics_json is not None:
-        env[TEST_METRICS_ENV] = str(test_metrics_json)
-    if seed is not None:
-        env[SEED_ENV] = str(seed)
+# The environment of the agent's processes is an allowlist: what Python, torch, MLX and the GPU drivers read.
+_ENV_NAMES = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
+              "CUDA_HOME", "CUDA_PATH", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "OMP_NUM_THREADS",
+              "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+              "SYSTEMROOT", "WINDIR", "COMSPEC", "PATHEXT"}
+_ENV_PREFIXES = ("LC_", "TORCH_", "TORCHINDUCTOR_", "TRITON_", "PYTORCH_", "CUDA_", "CUBLAS_", "CUDNN_", "NCCL_",
+                 "KMP_", "MLX_", "METAL_", "MTL_")
+
+
+def agent_env(base: dict[str, str] | None = None, backend: str | None = None) -> dict[str, str]:
+    """The environment of a training or serving process (LLM-written code): an allowlist, never a credential."""
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items()
+           if (k in _ENV_NAMES or k.startswith(_ENV_PREFIXES)) and not _SECRET.search(k)}
     env["PYTHONUNBUFFERED"] = "1"
     # torch.compile's caches in one lasting place (not /tmp, emptied by a reboot): an agent's change recompiles only
     # the graphs it touched; the optimizer step and unchanged code come from the cache
@@ -132,10 +130,10 @@ def training_env(harness_json: Path, metrics_json: Path, seed: int | None = None
     env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache / "inductor"))
     env.setdefault("TRITON_CACHE_DIR", str(compile_cache / "triton"))
     blas = mlx_blas_preload() if backend == "mlx" else None
-    if blas and "LD_PRELOAD" not in env:
+    if blas:
         env["LD_PRELOAD"] = blas
     # the script imports autoresearch.harness: make sure this checkout is importable from anywhere
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 
 

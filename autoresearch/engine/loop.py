@@ -8,8 +8,8 @@ resumes: an experiment without an outcome is recorded as interrupted and its com
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -22,7 +22,10 @@ from typing import Any, Callable
 
 from .. import __version__
 from ..agent.base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal, as_agent
-from ..backends import python_executable, training_env
+from ..backends import agent_env
+from ..harness.session import HarnessConfig
+from ..training.trial import (TrialSpec, confinement_line, discard_weights, exposed_data, run_trial,
+                              score_held_out)
 from ..harness.integrity import check_script, format_report
 from ..training.runner import Runner, RunResult, kill_orphan, log_tail
 from . import control
@@ -30,7 +33,7 @@ from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrup
                      NoiseEstimated, Paused, Phase, ProposalRejected, Resumed, RunStarted, Stopped, TrainingFinished,
                      TrainingStarted)
 from .ledger import Ledger
-from .policy import NoiseEstimate, estimate_noise, make_policy
+from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
 from .rundir import RunDir, RunError, RunLock
 
@@ -83,6 +86,7 @@ class Engine:
         self._control_lock = threading.Lock()
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
+        self._scored: list[RunResult] = []  # the current experiment's ok trainings (weights kept for the test split)
         self._reply_chars, self._reply_logged, self._reply_started = 0, 0.0, 0.0  # the agent's reply (heartbeat)
 
     # -- public ---------------------------------------------------------------------------------------
@@ -107,6 +111,7 @@ class Engine:
             self.ledger.append(RunStarted(pid=os.getpid(), host=socket.gethostname(), version=__version__,
                                           resumed=resumed))
             self._phase("starting")
+            self._say_confinement()
             self._recover()
             reason = self._loop()
         except BaseException as e:
@@ -121,6 +126,16 @@ class Engine:
             self.live.set("agent", None, force=True)
             self._lock.release()
             self._engine_log.close()
+
+    def _say_confinement(self) -> None:
+        """The run's first lines say how the agent's code is confined here (and what is not hidden from it)."""
+        self.log(f"sandbox: {confinement_line()}")
+        data = self.config.get("data_dir")
+        root = exposed_data(data) if data else None
+        if root:
+            self.log(f"warning: the data ({data}) is inside {root}, which the training may read: the validation split "
+                     "is not hidden from it. Keep prepared data outside the Python installation and this checkout "
+                     "(AUTORESEARCH_CACHE).")
 
     def _phase(self, phase: str, index: int | None = None, detail: str = "") -> None:
         """Record what the engine is doing now (clients show it; the ledger keeps the night's timeline)."""
@@ -147,13 +162,18 @@ class Engine:
             done = [e for e in exps if e.status not in (None, "interrupted") and e.index not in already]
             if self.options.max_experiments is not None and len(done) >= self.options.max_experiments:
                 return f"{len(done)} experiment(s) done"
-            if not any(e.kind == "baseline" and e.status == "keep" for e in exps):
-                if not self._baseline():
-                    return "the baseline failed: fix the template or the data and start again"
-            elif self.agent is None:
+            has_baseline = any(e.kind == "baseline" and e.status == "keep" for e in exps)
+            if has_baseline and self.agent is None:
                 return "no agent configured: pass --agent to research beyond the baseline"
-            else:
-                self._experiment()
+            index = self.ledger.next_index()
+            try:
+                if not has_baseline:
+                    if not self._baseline():
+                        return "the baseline failed: fix the template or the data and start again"
+                else:
+                    self._experiment()
+            finally:
+                self._forget_trainings(index)
 
     def _recover(self) -> None:
         """Bring the run back to a consistent state after any stop, including kill -9 and power loss."""
@@ -244,7 +264,7 @@ class Engine:
         mean = sum(bpbs) / len(bpbs)
         self._update_noise()
         self.ledger.append(Decision(index=index, status="keep", val_bpb=mean, delta=None, reason="baseline",
-                                    test_bpb=self._test_bpb(index, 0)))
+                                    test_bpb=self._test_bpb(index)))
         self.ledger.write_results_tsv()
         seeds_text = f" (seeds: {', '.join(f'{b:.6f}' for b in bpbs)})" if len(bpbs) > 1 else ""
         self.log(f"[exp {index}] baseline val_bpb {mean:.6f}{seeds_text}")
@@ -283,7 +303,6 @@ class Engine:
         bpbs: list[float] = []
         trainings = 0  # every training of this experiment gets its own log, crashed versions included
         repairs = 0
-        first_ok = 0
         purpose = "experiment"
         while True:
             r = self._train(index, len(bpbs), trainings, purpose=purpose)
@@ -305,8 +324,6 @@ class Engine:
                 self._decide_failed(index, r)
                 self.run_dir.reset_to(best.commit)
                 return
-            if not bpbs:
-                first_ok = trainings - 1
             bpbs.append(r.val_bpb)
             if len(bpbs) > 1:
                 self._update_noise()
@@ -319,16 +336,24 @@ class Engine:
         mean = sum(bpbs) / len(bpbs)
         delta = mean - (sum(best_bpbs) / len(best_bpbs))
         status = "keep" if decision.action == "keep" else "discard"
+        reason = decision.reason
+        test = self._test_bpb(index)
+        if status == "keep":
+            doubt = held_out_doubt(-delta, (best.test_bpb - test) if best.test_bpb is not None and test is not None else None,
+                              self._noise().sigma)
+            if doubt:
+                status, reason = "discard", f"suspicious, not kept: {doubt}"
+                self.log(f"[exp {index}] {reason}")
         total = time.perf_counter() - t_start
         self.ledger.append(Decision(
-            index=index, status=status, val_bpb=mean, delta=delta, reason=decision.reason,
-            test_bpb=self._test_bpb(index, first_ok) if status == "keep" else None,
+            index=index, status=status, val_bpb=mean, delta=delta, reason=reason,
+            test_bpb=test if status == "keep" or reason.startswith("suspicious") else None,
             timing={"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
                     "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}))  # recorded before acted on: a kill after this resumes to the right commit
         if status != "keep":
             self.run_dir.reset_to(best.commit)
         self.ledger.write_results_tsv()
-        self.log(f"[exp {index}] {status.upper()} val_bpb {mean:.6f} ({delta:+.6f}): {decision.reason}")
+        self.log(f"[exp {index}] {status.upper()} val_bpb {mean:.6f} ({delta:+.6f}): {reason}")
 
     def _proposal(self, ctx: AgentContext) -> Proposal | None:
         """A proposal that passes the integrity check and is new, or None (recorded as an agent error)."""
@@ -490,15 +515,16 @@ class Engine:
         """
         run = self.run_dir
         attempt = seed_run if attempt is None else attempt
-        metrics = run.metrics_path(index, attempt)
-        test_metrics = metrics.with_name(metrics.stem + ".test.json")
         log_path = run.log_path(index, attempt)
         seed = int(self.config.get("seed", 0)) + seed_run
-        env = training_env(run.harness_path, metrics, seed, test_metrics_json=test_metrics, backend=self.backend)
+        harness = dataclasses.replace(HarnessConfig.load(run.harness_path), seed=seed)
+        deadline = float(self.config["deadline_seconds"])
+        spec = TrialSpec(script_dir=run.path, work_dir=run.state / "trials" / f"{index:04d}-{attempt}", harness=harness,
+                         log_path=log_path, deadline_seconds=deadline, eval_deadline_seconds=max(300.0, deadline),
+                         env=agent_env(backend=self.backend), keep_weights=True)
         log_rel = str(log_path.relative_to(run.state))
         self.ledger.append(TrainingStarted(index=index, attempt=attempt, seed=seed, log=log_rel, purpose=purpose,
                                            budget_seconds=float(self.config.get("profile", {}).get("time_budget", 0))))
-        self._training_index = index
         self.live.set("training", {"index": index, "attempt": attempt, "seed": seed, "log": log_rel,
                                    "started": time.time()}, force=True)
         watcher = threading.Thread(target=self._watch_control, daemon=True)
@@ -507,11 +533,8 @@ class Engine:
         t0 = time.perf_counter()
         self._train_started = time.time()
         try:
-            result = self.runner.run(
-                [python_executable(), "train.py"], cwd=run.path, env=env, log_path=log_path, metrics_path=metrics,
-                deadline_seconds=float(self.config["deadline_seconds"]), on_line=self._on_train_line,
-                pid_file=run.state / "training.pid",
-            )
+            result = run_trial(spec, self.runner, on_line=self._on_train_line, pid_file=run.state / "training.pid",
+                               on_phase=lambda phase: self._phase("evaluating", index))
         finally:
             self._train_seconds += time.perf_counter() - t0
             self._training = False
@@ -534,6 +557,7 @@ class Engine:
                                             wall_seconds=result.wall_seconds, log=log_rel, reason=result.reason,
                                             tail=result.tail[-2000:] if result.status != "ok" else ""))
         if result.status == "ok":
+            self._scored.append(result)
             m = result.metrics
             self.log(f"[exp {index}] seed {seed}: val_bpb {result.val_bpb:.6f}, {m.get('num_steps')} steps, "
                      f"{m.get('tokens_per_second', 0):,.0f} tok/s, {result.wall_seconds:.0f}s")
@@ -546,8 +570,6 @@ class Engine:
         progress = parse_progress(line) if line.startswith("step ") else None
         if progress is not None:
             self.live.update("training", progress)
-        elif line.startswith("harness: training done"):
-            self._phase("evaluating", self._training_index)
         if line.startswith(("step ", "harness:")):
             self.log(f"    {line}")
 
@@ -555,12 +577,21 @@ class Engine:
         self.ledger.append(Decision(index=index, status=r.status, val_bpb=None, delta=None, reason=r.reason))
         self.ledger.write_results_tsv()
 
-    def _test_bpb(self, index: int, seed_run: int) -> float | None:
-        path = self.run_dir.metrics_path(index, seed_run)
-        try:
-            return json.loads(path.with_name(path.stem + ".test.json").read_text()).get("test_bpb")
-        except (OSError, ValueError):
+    def _test_bpb(self, index: int) -> float | None:
+        """The held-out test score of the experiment's first successful training (scored now, for a candidate the
+        policy would keep; never shown to the agent)."""
+        if not self._scored:
             return None
+        self._phase("evaluating", index, detail="held-out test split")
+        return score_held_out(self._scored[0], self.runner)
+
+    def _forget_trainings(self, index: int) -> None:
+        """The experiment is decided: its kept weights and trial files go."""
+        for r in self._scored:
+            discard_weights(r)
+        self._scored = []
+        for path in (self.run_dir.state / "trials").glob(f"{index:04d}-*"):
+            shutil.rmtree(path, ignore_errors=True)
 
     # -- noise ------------------------------------------------------------------------------------------
     def _noise(self) -> NoiseEstimate:

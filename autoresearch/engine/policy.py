@@ -371,3 +371,18 @@ def make_policy(name: str = "noise", **options: Any) -> NoisePolicy | GreedyPoli
     except TypeError as exc:
         raise ValueError(f"bad options for the {name} policy: {exc}") from None
 
+
+def held_out_doubt(val_gain: float, test_gain: float | None, sigma: float | None) -> str:
+    """Why a change that would be kept looks like it fits the validation split only ('' when the test agrees).
+
+    ``val_gain`` / ``test_gain``: how much lower than the best the candidate scored (positive = better) on the
+    validation split and on the held-out test split. Coarse on purpose, so that the test split does not
+    become a second validation set: the test gain must reach half the val gain, less twice the noise.
+    """
+    if test_gain is None or val_gain <= 0:
+        return ""
+    slack = 2.0 * (sigma or 0.0)
+    if test_gain >= 0.5 * val_gain - slack:
+        return ""
+    return (f"val_bpb improved by {val_gain:.6f} but the held-out test split only by {test_gain:+.6f} (at least "
+            f"{0.5 * val_gain - slack:+.6f} expected): the change may fit the validation data, not the task")

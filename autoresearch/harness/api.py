@@ -11,29 +11,19 @@ from __future__ import annotations
 # The public names of each backend's harness module: what `import autoresearch.harness.<backend> as
 # harness` may use and what `from autoresearch.harness.<backend> import ...` may import.
 TORCH_API = (
-    "CausalityResult",
-    "DataError",
     "HarnessError",
-    "TorchSession",
     "LogitsError",
-    "TorchBatches",
-    "batches",
-    "check_causality",
-    "evaluate_bpb",
+    "TorchSession",
     "start",
 )
 MLX_API = (
-    "CausalityResult",
-    "DataError",
     "HarnessError",
     "LogitsError",
-    "MLXBatches",
     "MLXSession",
-    "batches",
-    "check_causality",
-    "evaluate_bpb",
     "start",
 )
+# What scores a model is not here: it runs in the scorer's process (harness.scorer), which the training
+# process cannot reach; the training process has no data but the batches the data server sends.
 
 # The session that harness.start() returns (harness.session.Session and its backend subclasses): the
 # attributes and methods train.py may use. Reading them is fine; the integrity check rejects writing any
@@ -47,10 +37,10 @@ SESSION_API = (
     "time_budget",
     "seed",
     "t_start",
+    "role",
     "tokens",
     "steps",
     "training_seconds",
-    "uncounted_seconds",
     "device",  # torch and mlx sessions
     "autocast_dtype",  # torch session
     # properties
@@ -67,28 +57,25 @@ SESSION_API = (
     "peak_memory_mb",
 )
 
-# The session's internals: its clock, counters and scoring. The integrity check reports these names on
-# any object, tracked or not, because a script that reaches them by a path the check does not follow could
-# still change the clock or the score.
+# The session's internals: its connection, relayed figures and helpers. The integrity check reports these
+# names on any object, tracked or not (quick feedback: the figures that count are the data server's and
+# the scorer's, in other processes, whatever the script does to these).
 SESSION_INTERNALS = (
-    "_tokens_uncounted",
-    "_first_batch_tokens",
-    "_t_first_batch",
-    "_t_last",
+    "_progress",
+    "_remaining",
+    "_stop",
     "_t_progress",
     "_last_loss",
     "_finished",
-    "_train_batch_size",
-    "_evaluate",
-    "_causality",
-    "_count_params",
-    "_numpy_batches",
+    "_channel",
+    "_ask",
+    "_rows",
     "_maybe_log",
-    "_write_metrics",
-    "_base_metrics",
     "_fail",
-    "_score_test",
-    "_print_summary",
+    "_to_device",
+    "_save_weights",
+    "_count_params",
+    "_serve",
 )
 
 BACKEND_API = {"torch": TORCH_API, "mlx": MLX_API}

@@ -1,73 +1,40 @@
-"""The PyTorch side of the harness: batches on a device, val_bpb from a model's logits, causality check.
+"""The PyTorch session: what a train script imports (``import autoresearch.harness.torch as harness``).
 
-Train scripts use only these names::
-
-    from autoresearch.harness.torch import batches, evaluate_bpb, check_causality
-
-``model(inputs)`` must return logits of shape (B, T, V) with V >= the data's vocab_size (extra columns,
-e.g. a vocabulary padded for speed, are ignored). The harness computes the cross entropy itself, in
-float32, and trusts nothing else the model returns.
+``H = harness.start()`` gives a :class:`TorchSession` (the protocol is in :mod:`autoresearch.harness.session`):
+batches from the data server on the run's device, the run's autocast, and, at ``H.finish(model)``, the
+weights written as safetensors (a format that runs no code). In the serving role the same call loads the
+weights into the model and answers the scorer with its logits.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from autoresearch.harness.api import TORCH_API
-from autoresearch.harness.bpb import LogitsError, logits_problem, open_eval, positions_per_chunk, score_rows
-from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows
-from autoresearch.harness.loader import DataError as DataError, LoaderStats, TokenBatches  # DataError: re-exported
-from autoresearch.harness.session import HarnessConfig, HarnessError, Session
+from autoresearch.harness.bpb import LogitsError as LogitsError, logits_problem  # LogitsError: re-exported
+from autoresearch.harness.session import HarnessConfig, HarnessError as HarnessError, Session  # HarnessError: re-exported
+from autoresearch.harness.wire import Channel, WireError
 
 __all__ = list(TORCH_API)  # declared in harness.api, where the integrity check reads it
 
-Model = Callable[[torch.Tensor], Any]
-_LOW_PRECISION = (torch.bfloat16, torch.float16)
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+WIRE_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-class TorchBatches:
-    """Iterator over ``(inputs, targets)`` int64 tensors of shape (B, T) on ``device``.
-
-    On CUDA the rows go through pinned memory with a non-blocking copy (as int32, widened on the device).
-    ``stats`` and ``state_dict``/``load_state_dict`` are those of the underlying TokenBatches.
-    """
-
-    def __init__(self, loader: TokenBatches, device: str | torch.device) -> None:
-        self.loader = loader
-        self.device = torch.device(device)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return _rows_to_device(self.loader.next_rows(self.loader.batch_size), self.device)
-
-    @property
-    def stats(self) -> LoaderStats:
-        return self.loader.stats
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.loader.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.loader.load_state_dict(state)
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def batches(
-    data_dir: str | Path, split: str, batch_size: int, seq_len: int, device: str | torch.device, seed: int = 0
-) -> TorchBatches:
-    """Packed batches of ``split`` (``train`` loops forever, shuffled by ``seed``; ``val``/``test`` once, in order)."""
-    return TorchBatches(TokenBatches(data_dir, split, batch_size, seq_len, seed=seed), device)
-
-
-def _rows_to_device(rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_device(rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Split (n, T+1) int32 rows into int64 (inputs, targets) of shape (n, T) on ``device``."""
     if device.type == "cpu":
         return torch.from_numpy(rows[:, :-1]).long(), torch.from_numpy(rows[:, 1:]).long()
@@ -79,144 +46,14 @@ def _rows_to_device(rows: np.ndarray, device: torch.device) -> tuple[torch.Tenso
     return on_device[:, :-1].long().contiguous(), on_device[:, 1:].long().contiguous()
 
 
-# -- model mode ---------------------------------------------------------------------------------------------
-def _modes(model: Model) -> list[tuple[torch.nn.Module, bool]]:
-    return [(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module) else []
-
-
-@contextlib.contextmanager
-def _eval_mode(model: Model) -> Iterator[None]:
-    """model.eval() inside, no autograd; afterwards every submodule's own training flag is restored."""
-    saved = _modes(model)
-    if saved:
-        model.eval()
+def _wait_for_load(channel: Channel) -> bool:
+    """The serving process starts before the weights exist (its start-up overlaps the training's end): it waits
+    for the scorer's word that they are there. False when the scorer gives up instead."""
     try:
-        with torch.no_grad():
-            yield
-    finally:
-        if saved:
-            model.train(saved[0][1])
-            for module, mode in saved:
-                if module.training != mode:
-                    module.training = mode
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _logits(model: Model, x: torch.Tensor, vocab_size: int, autocast_dtype: torch.dtype | None) -> torch.Tensor:
-    with _autocast(x.device, autocast_dtype):
-        out = model(x)
-    problem = logits_problem(out, torch.Tensor, x.shape[0], x.shape[1], vocab_size, "torch.Tensor")
-    if problem:
-        raise LogitsError(problem)
-    return out
-
-
-# -- evaluation ---------------------------------------------------------------------------------------------
-def _nats_and_bytes(
-    logits: torch.Tensor, targets: torch.Tensor, token_bytes: torch.Tensor, vocab_size: int
-) -> tuple[float, int, bool]:
-    """Summed float32 cross entropy over counted targets, their bytes, and whether all logits were finite."""
-    flat = logits[..., :vocab_size].flatten(0, 1)
-    tgt = targets.to(flat.device).flatten()
-    nbytes = token_bytes[tgt]
-    acc_dtype = torch.float32 if flat.device.type == "mps" else torch.float64
-    nats = torch.zeros((), dtype=acc_dtype, device=flat.device)
-    finite = torch.ones((), dtype=torch.bool, device=flat.device)
-    step = positions_per_chunk(vocab_size)
-    for i in range(0, flat.shape[0], step):
-        chunk = flat[i : i + step].float()
-        finite &= torch.isfinite(chunk).all()
-        ce = F.cross_entropy(chunk, tgt[i : i + step], reduction="none")
-        nats += torch.where(nbytes[i : i + step] > 0, ce, 0.0).sum(dtype=acc_dtype)
-    return float(nats.item()), int(nbytes.sum().item()), bool(finite.item())
-
-
-def evaluate_bpb(
-    model: Model,
-    data_dir: str | Path,
-    *,
-    seq_len: int,
-    eval_tokens: int,
-    batch_size: int,
-    device: str | torch.device,
-    split: str = "val",
-    autocast_dtype: torch.dtype | None = None,
-) -> float:
-    """Bits per byte of ``model`` on the first ``eval_tokens // seq_len`` packed rows of ``split``.
-
-    Runs ``model(inputs)`` in eval mode without gradients (under autocast when ``autocast_dtype`` is given)
-    and restores the previous train/eval modes afterwards. Returns ``nan`` when the logits are not finite.
-    The last batch is smaller when the row count is not a multiple of ``batch_size`` (a compiled model may
-    recompile for it: choose ``eval_tokens`` as a multiple of ``batch_size * seq_len`` to avoid that).
-    Raises LogitsError when the output is not (B, T, V >= vocab_size) logits, DataError when the data is
-    invalid or the split is too small.
-    """
-    device = torch.device(device)
-    plan = open_eval(data_dir, split, seq_len=seq_len, eval_tokens=eval_tokens, batch_size=batch_size)
-    token_bytes = torch.from_numpy(plan.token_bytes).to(device)
-
-    def score(rows: np.ndarray) -> tuple[float, int, bool]:
-        x, y = _rows_to_device(rows, device)
-        logits = _logits(model, x, plan.vocab_size, autocast_dtype)
-        return _nats_and_bytes(logits, y, token_bytes.to(logits.device), plan.vocab_size)
-
-    with _eval_mode(model):
-        return score_rows(plan, batch_size, score)
-
-
-# -- causality ----------------------------------------------------------------------------------------------
-def check_causality(
-    model: Model,
-    vocab_size: int,
-    seq_len: int,
-    device: str | torch.device,
-    *,
-    trials: int = 2,
-    positions: list[int] | None = None,
-    atol: float | None = None,
-    batch_size: int = 2,
-    autocast_dtype: torch.dtype | None = None,
-    seed: int = 0,
-) -> CausalityResult:
-    """Check that logits at positions <= t do not change when only tokens after t change.
-
-    For each of ``trials`` random batches and each cut t (early, middle, late and one random position
-    unless ``positions`` is given), every token after t is replaced by a different random token. The
-    allowed change of a logit is ``atol`` times the largest logit magnitude (at least 1); by default 1e-4
-    for float32 and 2e-2 for bfloat16/float16 logits or autocast. The model runs in eval mode (as in the
-    evaluation) and its modes are restored afterwards.
-    """
-    if trials < 1 or batch_size < 1:
-        raise ValueError(f"trials and batch_size must be positive, got {trials} and {batch_size}")
-    device = torch.device(device)
-    cuts = cut_positions(seq_len, positions, seed=seed)
-    rng = np.random.default_rng([seed, 1])
-    judge: CausalityJudge | None = None
-    with _eval_mode(model):
-        for _ in range(trials):
-            x = random_rows(rng, batch_size, seq_len, vocab_size)
-            base = _logits(model, torch.from_numpy(x).to(device), vocab_size, autocast_dtype)[..., :vocab_size]
-            if judge is None:
-                judge = CausalityJudge(atol, autocast_dtype in _LOW_PRECISION or base.dtype in _LOW_PRECISION)
-            for t in cuts:
-                x2 = torch.from_numpy(perturb_after(x, t, vocab_size, rng)).to(device)
-                out = _logits(model, x2, vocab_size, autocast_dtype)[..., :vocab_size]
-                before = base[:, : t + 1].float()
-                change = (out[:, : t + 1].float() - before).abs().amax(dim=(0, 2))
-                judge.add(t, change.cpu().numpy(), before.abs().max().item())
-                if judge.failed:
-                    return judge.result()
-    assert judge is not None
-    return judge.result()
-
-
-# -- the training session -----------------------------------------------------------------------------------
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+        header, _ = channel.recv()
+    except WireError:
+        return False
+    return header.get("op") == "load"
 
 
 class TorchSession(Session):
@@ -225,12 +62,12 @@ class TorchSession(Session):
     backend = "torch"
 
     def __init__(self, config: HarnessConfig) -> None:
-        super().__init__(config)
         wanted = config.device
         if wanted == "cuda" and not torch.cuda.is_available():
             raise HarnessError("this run was created for CUDA but PyTorch sees no CUDA device here")
         if wanted == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise HarnessError("this run was created for Apple MPS but PyTorch cannot use MPS here")
+        super().__init__(config)
         self.device = torch.device(wanted)
         self.autocast_dtype = _DTYPES.get(config.dtype) if self.device.type == "cuda" else None
         torch.manual_seed(config.seed)
@@ -242,10 +79,6 @@ class TorchSession(Session):
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """The autocast context the run's dtype asks for (a no-op on CPU/MPS and in fp32)."""
         return _autocast(self.device, self.autocast_dtype)
-
-    def train_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, _ in self._numpy_batches(batch_size, raw_rows=True):
-            yield _rows_to_device(x, self.device)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -260,20 +93,68 @@ class TorchSession(Session):
             return torch.mps.driver_allocated_memory() / 2**20
         return super().peak_memory_mb()
 
-    def _evaluate(self, model: Any, split: str, tokens: int, batch_size: int) -> float:
-        return evaluate_bpb(model, self.config.data_dir, seq_len=self.seq_len, eval_tokens=tokens,
-                            batch_size=batch_size, device=self.device, split=split, autocast_dtype=self.autocast_dtype)
-
-    def _causality(self, model: Any, batch_size: int) -> CausalityResult:
-        # a compiled model keeps its training batch shape (no recompilation); eager models use a small batch
-        b = batch_size if self.config.compile else min(batch_size, 2)
-        return check_causality(model, self.vocab_size, self.seq_len, self.device, trials=1, batch_size=b,
-                               autocast_dtype=self.autocast_dtype, seed=self.seed)
+    def _to_device(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return _to_device(rows, self.device)
 
     def _count_params(self, model: Any) -> int:
         return sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else 0
 
+    def _save_weights(self, model: Any, path: Path) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise HarnessError(f"H.finish(model) needs the torch.nn.Module that was trained, got a {type(model).__name__}")
+        from safetensors.torch import save_model
+
+        tmp = path.with_name(path.name + ".tmp")
+        save_model(model, str(tmp))
+        tmp.replace(path)
+
+    def _serve(self, model: Any, weights: Path, channel: Channel) -> None:
+        """Load the trained weights; then, per request, the logits of the input rows the scorer sends."""
+        if not isinstance(model, torch.nn.Module):
+            raise HarnessError(f"H.finish(model) needs the torch.nn.Module, got a {type(model).__name__}")
+        from safetensors.torch import load_model
+
+        if not _wait_for_load(channel):
+            return
+        model.to(self.device)
+        missing, unexpected = load_model(model, str(weights), strict=False, device=str(self.device))
+        if missing or unexpected:
+            raise HarnessError(f"the model built for the evaluation does not match the trained weights (missing "
+                               f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}): does the script build the "
+                               "same model every time it runs?")
+        model.eval()
+        channel.send({"ok": True, "loaded": True})
+        t_loaded, served, busy = time.perf_counter(), 0, 0.0
+        with torch.no_grad():
+            while True:
+                try:
+                    header, payload = channel.recv()
+                except WireError:
+                    return
+                if header.get("op") != "logits":
+                    print(f"harness: served {served} batches in {time.perf_counter() - t_loaded:.1f}s ({busy:.1f}s computing; "
+                          f"ready {t_loaded - self.t_start:.1f}s after start)", file=sys.stderr, flush=True)
+                    return
+                t_req = time.perf_counter()
+                served += 1
+                b, t = int(header["shape"][0]), int(header["shape"][1])
+                x = torch.from_numpy(np.frombuffer(payload, dtype=np.int32).reshape(b, t).copy()).long().to(self.device)
+                with self.autocast():
+                    out = model(x)
+                problem = logits_problem(out, torch.Tensor, b, t, self.vocab_size, "torch.Tensor")
+                if problem:
+                    channel.send({"ok": False, "error": problem})
+                    continue
+                logits = out[..., : self.vocab_size].detach()
+                if logits.dtype not in WIRE_DTYPES:
+                    logits = logits.float()
+                host = logits.contiguous().cpu()
+                raw = host.view(torch.int16) if host.dtype in (torch.bfloat16, torch.float16) else host
+                busy += time.perf_counter() - t_req
+                channel.send({"ok": True, "shape": [b, t, self.vocab_size], "dtype": WIRE_DTYPES[host.dtype]},
+                             raw.numpy().tobytes())
+
 
 def start(config_path: str | Path | None = None) -> TorchSession:
-    """Begin a training session with the run's harness config (see ``harness.session``)."""
+    """Begin a session with the run's harness config (see ``harness.session``)."""
     return TorchSession(HarnessConfig.load(config_path))

@@ -9,9 +9,10 @@ from typing import Callable
 
 from .. import config as config_mod
 from .. import paths
-from ..backends import python_executable, training_env
+from ..backends import agent_env
 from .plan import deadline_for, plan_training
 from .runner import Runner, RunResult
+from .trial import TrialSpec, confinement_line, run_trial
 
 
 def train_once(
@@ -38,16 +39,12 @@ def train_once(
         (work / "train.py").write_text(plan.source)
     harness_json = state / "harness.json"
     plan.harness.write(harness_json)
-    metrics = state / "metrics.json"
     if on_line:
         on_line(f"profile {profile.name}: {profile.backend} on {profile.device}, {profile.time_budget:.0f}s budget, "
                 f"data {manifest.dataset} (vocab {manifest.vocab_size}), in {work}")
-    return Runner().run(
-        [python_executable(), "train.py"],
-        cwd=work,
-        env=training_env(harness_json, metrics, seed, backend=profile.backend),
-        log_path=state / "train.log",
-        metrics_path=metrics,
-        deadline_seconds=deadline_for(profile),
-        on_line=on_line,
-    )
+        on_line(f"sandbox: {confinement_line()}")
+    deadline = deadline_for(profile)
+    spec = TrialSpec(script_dir=work, work_dir=state / "trial", harness=plan.harness, log_path=state / "train.log",
+                     deadline_seconds=deadline, eval_deadline_seconds=max(300.0, deadline),
+                     env=agent_env(backend=profile.backend))
+    return run_trial(spec, Runner(), on_line=on_line)

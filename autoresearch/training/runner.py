@@ -1,10 +1,10 @@
-"""Run one training script as a subprocess, under a hard deadline, and classify the outcome.
+"""Run one process of the agent's code (a training, a serving process) under a hard deadline.
 
-The script runs in its own process group (session), with stdin from /dev/null and an environment without
-credentials (``backends.training_env``). Its combined stdout/stderr is streamed line by line to a log file
-(flushed as it comes) and to an optional callback. A watchdog samples the memory of the whole process tree
-and kills the tree when the deadline passes. The result comes from the harness's metrics JSON, never from
-parsing what the script printed.
+The process runs in its own process group (session), with stdin from /dev/null and the environment it is
+given (``backends.agent_env``: an allowlist). Its combined stdout/stderr is streamed line by line to a log
+file (flushed as it comes) and to an optional callback. A watchdog samples the memory of the whole process
+tree and kills the tree when the deadline passes. What the process prints or writes is never a result:
+:mod:`autoresearch.training.trial` takes the figures from the data server and the scorer.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import psutil
 
+from ..harness.sandbox import kill_tree
+
 OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted")
 _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "out of memory", "[METAL] Command buffer execution failed: Insufficient Memory")
 
@@ -28,13 +30,15 @@ _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "out of
 @dataclass
 class RunResult:
     status: str  # one of OUTCOMES
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # trusted figures only (data server, scorer)
     returncode: int | None = None
     wall_seconds: float = 0.0
     peak_memory_mb: float = 0.0  # resident memory of the whole process tree, sampled
     log_path: Path | None = None
     reason: str = ""
     tail: str = ""  # last lines of the log (the traceback for a crash)
+    test_bpb: float | None = None  # the held-out score: for the engine's decision only, never in metrics or logs
+    held_out: Any = None  # trial.HeldOut: how to score the test split later (kept weights), or None
 
     @property
     def val_bpb(self) -> float | None:
@@ -53,24 +57,6 @@ def _tree_rss(proc: psutil.Process) -> int:
         except psutil.Error:
             pass
     return total
-
-
-def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
-    """Kill a process, its process group and every descendant (even ones that left the group)."""
-    try:
-        root = psutil.Process(pid)
-        descendants = root.children(recursive=True)
-    except psutil.Error:
-        descendants = []
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for p in descendants:
-        try:
-            p.send_signal(sig)
-        except psutil.Error:
-            pass
 
 
 def kill_orphan(pid_file: Path) -> bool:
@@ -100,16 +86,18 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 class Runner:
-    """Runs one training; ``stop()`` from another thread ends it as interrupted."""
+    """Runs the processes of one training; ``stop()`` from another thread ends it as interrupted."""
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._others: list[subprocess.Popen[bytes]] = []  # the scorer and its serving processes
         self._interrupted = threading.Event()
 
     def stop(self) -> None:
         self._interrupted.set()
-        if self._proc is not None and self._proc.poll() is None:
-            kill_tree(self._proc.pid)
+        for proc in [self._proc, *self._others]:
+            if proc is not None and proc.poll() is None:
+                kill_tree(proc.pid)
 
     def run(
         self,
@@ -118,20 +106,22 @@ class Runner:
         cwd: Path,
         env: dict[str, str],
         log_path: Path,
-        metrics_path: Path,
         deadline_seconds: float,
         on_line: Callable[[str], None] | None = None,
         poll_interval: float = 0.2,
         pid_file: Path | None = None,
+        pass_fds: tuple[int, ...] = (),
+        append: bool = False,
     ) -> RunResult:
+        """Run ``argv`` to its end (or the deadline, or stop()): status ``crash`` (non-zero exit), ``oom``,
+        ``timeout``, ``interrupted``, or ``exited`` (status 0: what it achieved is for the caller to judge)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
         started = time.monotonic()
         peak = 0
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab" if append else "wb") as log:
             self._proc = proc = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds,
             )
             reader = threading.Thread(target=self._pump, args=(proc, log, on_line), daemon=True)
             reader.start()
@@ -159,14 +149,23 @@ class Runner:
         wall = time.monotonic() - started
         result = RunResult(status="crash", returncode=proc.returncode, wall_seconds=wall,
                            peak_memory_mb=peak / 2**20, log_path=log_path, tail=log_tail(log_path))
-        result.metrics = _read_metrics(metrics_path)
         if self._interrupted.is_set():
             result.status, result.reason = "interrupted", "stopped before the training finished"
         elif timed_out:
             result.status, result.reason = "timeout", f"killed after {deadline_seconds:.0f}s (budget + start-up + evaluation allowance)"
         else:
-            result.status, result.reason = classify(proc.returncode, result.metrics, result.tail)
+            result.status, result.reason = classify(proc.returncode, result.tail)
         return result
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupted.is_set()
+
+    def watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """Another process of this training (the scorer) that stop() must end too."""
+        self._others.append(proc)
+        if self._interrupted.is_set():
+            kill_tree(proc.pid)
 
     @staticmethod
     def _pump(proc: subprocess.Popen[bytes], log: Any, on_line: Callable[[str], None] | None) -> None:
@@ -181,24 +180,11 @@ class Runner:
                     pass
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def classify(returncode: int | None, metrics: dict[str, Any], tail: str) -> tuple[str, str]:
-    """Outcome from the exit status, the harness's metrics and the log tail."""
-    status = metrics.get("status")
-    if status in ("nan", "invalid"):
-        return status, metrics.get("reason") or status
-    if returncode == 0 and status == "ok" and metrics.get("val_bpb") is not None:
-        return "ok", ""
+def classify(returncode: int | None, tail: str) -> tuple[str, str]:
+    """The outcome of a process from its exit status and the end of its log (no metrics: they are not its to give)."""
+    if returncode == 0:
+        return "exited", ""
     if any(m in tail for m in _OOM_MARKERS) or returncode == -signal.SIGKILL and "Killed" in tail:
         return "oom", "ran out of memory"
-    if returncode == 0 and not metrics:
-        return "invalid", "the script exited without the harness writing a result (did it call H.finish(model)?)"
     last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
     return "crash", f"exit status {returncode}: {last[:300]}"

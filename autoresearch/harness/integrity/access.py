@@ -21,6 +21,7 @@ from .rules import (
     HARNESS_PRIVATE,
     INTROSPECTION,
     MONKEYPATCH,
+    ALLOWED_DUNDERS,
     REFLECTIVE_DUNDERS,
     RESTRICTED,
     SESSION_NAME,
@@ -50,6 +51,9 @@ class AccessRules(RuleContext):
             elif attr in REFLECTIVE_DUNDERS and not self._own_setattr(node):
                 self.add(node, INTROSPECTION, f"`{what}` is reflective access that can reach the harness's "
                                               "internals; use plain attributes (and type(x) for a class).")
+            elif attr.startswith("__") and attr.endswith("__") and attr not in ALLOWED_DUNDERS:
+                self.add(node, INTROSPECTION, f"`{what}` reaches into the interpreter's machinery (dunder attributes); "
+                                              "train.py uses plain attributes (super().__init__() is fine).")
         if attr in ATTR_RULES:
             rule, why = ATTR_RULES[attr]
             self.add(node, rule, f"`.{attr}` is not allowed in train.py: it {why}, and a training run touches no "

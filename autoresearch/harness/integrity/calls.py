@@ -117,9 +117,9 @@ class CallRules(AccessRules):
             elif any(is_module_path(c) for c in recv):
                 self.add(node, OBFUSCATION, f"{name}() with a computed name on a module hides which function is "
                                             f"used; write the attribute directly (e.g. `{src(obj)}.gelu`).")
-            elif name in ("setattr", "delattr") and not selfish(obj):
-                self.add(node, OBFUSCATION, f"{name}() with a computed name hides what is changed; assign the "
-                                            "attribute directly.")
+            else:  # strict: a computed attribute name is how code reaches __globals__, __builtins__ and the rest
+                self.add(node, OBFUSCATION, f"{name}() with a computed name hides which attribute is used; name it "
+                                            "(`x.name`), or keep the objects in a list or dict (e.g. nn.ModuleList).")
             return
         self._attribute(node, obj, attr)
         if name in ("setattr", "delattr"):

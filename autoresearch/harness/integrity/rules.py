@@ -183,6 +183,8 @@ REFLECTIVE_DUNDERS = frozenset({
     "__self__", "__func__", "__reduce__", "__reduce_ex__", "__loader__", "__spec__", "__import__",
     "__defaults__", "__kwdefaults__",
 })
+# the only dunder attributes train.py may use: constructors (super().__init__(), nn.Module.__init__(self)), names
+ALLOWED_DUNDERS = frozenset({"__init__", "__name__", "__qualname__", "__doc__", "__version__"})
 DISPATCH_METHODS = frozenset({"__torch_function__", "__torch_dispatch__"})
 MUTATORS = frozenset({"update", "clear", "pop", "popitem", "setdefault", "append", "extend", "insert", "remove",
                        "sort", "reverse", "add", "discard", "__setitem__", "__delitem__"})
