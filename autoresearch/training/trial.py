@@ -53,19 +53,41 @@ def _policies(spec: TrialSpec, weights: Path, harness_json: Path, tmp: Path) -> 
     serving process writes only its own temp directory (MLX's CPU backend compiles kernels there), so the two
     cannot leave each other anything."""
     base = system_read_paths()
-    package = str(Path(__file__).resolve().parents[1])
+    packages = _package_dirs(spec.env)
     script = str(spec.script_dir / SCRIPT)
     compile_cache = paths.cache_dir() / "compile"
     for sub in ("inductor", "triton"):  # made here: the training may write beneath, not create the cache's parents
         (compile_cache / sub).mkdir(parents=True, exist_ok=True)
     compile_cache = str(compile_cache)
-    train = Policy(read=base + [package], read_dir=[str(spec.script_dir)], read_file=[script, str(harness_json)],
+    train = Policy(read=base + packages, read_dir=[str(spec.script_dir)], read_file=[script, str(harness_json)],
                    write=[str(spec.work_dir / "out"), str(tmp), compile_cache], devices=device_paths())
     # the serving processes start before the weights exist: they may read the directory the weights go to
-    serve = {which: Policy(read=base + [package, compile_cache, str(weights.parent)], read_dir=[str(spec.script_dir)],
+    serve = {which: Policy(read=base + packages + [compile_cache, str(weights.parent)], read_dir=[str(spec.script_dir)],
                            read_file=[script, str(harness_json)], write=[str(spec.work_dir / f"serve-{which}")],
                            devices=device_paths()) for which in ("A", "B")}
     return train, serve
+
+
+_PACKAGE_DIRS: dict[str, list[str]] = {}
+
+
+def _package_dirs(env: dict[str, str] | None) -> list[str]:
+    """Where the agent's processes will import autoresearch from: this process's package, and the one their own
+    interpreter finds (an editable install elsewhere can take precedence over PYTHONPATH), asked once."""
+    here = str(Path(__file__).resolve().parents[1])
+    key = (env or {}).get("PYTHONPATH", "")
+    if key not in _PACKAGE_DIRS:
+        found = [here]
+        try:
+            out = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('autoresearch').origin)"],
+                                 env=env, capture_output=True, text=True, timeout=30)
+            origin = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+            if origin:
+                found.append(str(Path(origin).resolve().parent))
+        except (OSError, subprocess.SubprocessError, IndexError):
+            pass
+        _PACKAGE_DIRS[key] = sorted(set(found))
+    return _PACKAGE_DIRS[key]
 
 
 def exposed_data(data_dir: str) -> str | None:
