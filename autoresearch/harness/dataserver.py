@@ -137,7 +137,10 @@ class DataServer:
                     pass
 
     def _warming_up(self) -> bool:
-        return self.uncounted_steps > 0 and self._step_seen <= self.uncounted_steps
+        """Batches asked for before the last uncounted step has begun are random tokens: with one uncounted step,
+        the batch prefetched for it; the next one (asked for during it, for the second step) is real data, and the
+        clock starts when it is served."""
+        return self._step_seen < self.uncounted_steps
 
     def _status(self) -> dict[str, Any]:
         stop = self._check_stop()
