@@ -14,14 +14,7 @@ from typing import Any
 
 import numpy as np
 
-try:
-    import mlx.core as mx
-except ImportError as e:  # only this module needs mlx; the rest of the harness works without it
-    raise ImportError(
-        "autoresearch.harness.mlx needs the mlx package, which is not installed. "
-        "On Linux install it with `pip install 'autoresearch[cpu]'` (mlx[cpu]); "
-        "on Apple Silicon with `pip install mlx`."
-    ) from e
+from autoresearch.harness.mlx import mx  # with the same clear message when mlx is missing
 
 from autoresearch.harness.bpb import LogitsError, logits_problem, open_eval, positions_per_chunk, score_rows
 from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from autoresearch.harness.bpb import LogitsError, logits_problem, open_eval, positions_per_chunk, score_rows
 from autoresearch.harness.causality import CausalityJudge, CausalityResult, cut_positions, perturb_after, random_rows
 from autoresearch.harness.loader import DataError as DataError, LoaderStats, TokenBatches  # DataError: re-exported
+from autoresearch.harness.torch import _to_device as rows_to_device  # one way to put rows on a device
 
 __all__ = ["CausalityResult", "DataError", "LogitsError", "TorchBatches", "batches", "check_causality", "evaluate_bpb",
            "nats_and_bytes", "rows_to_device"]
@@ -63,18 +64,6 @@ def batches(
 ) -> TorchBatches:
     """Packed batches of ``split`` (``train`` loops forever, shuffled by ``seed``; ``val``/``test`` once, in order)."""
     return TorchBatches(TokenBatches(data_dir, split, batch_size, seq_len, seed=seed), device)
-
-
-def rows_to_device(rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split (n, T+1) int32 rows into int64 (inputs, targets) of shape (n, T) on ``device``."""
-    if device.type == "cpu":
-        return torch.from_numpy(rows[:, :-1]).long(), torch.from_numpy(rows[:, 1:]).long()
-    host = torch.from_numpy(rows)
-    if device.type == "cuda":
-        on_device = host.pin_memory().to(device, non_blocking=True)
-    else:
-        on_device = host.to(device)
-    return on_device[:, :-1].long().contiguous(), on_device[:, 1:].long().contiguous()
 
 
 # -- model mode ---------------------------------------------------------------------------------------------

@@ -63,29 +63,6 @@ class Channel:
             raise WireError("a message header that is not a JSON object")
         return header, self._read(plen) if plen else bytearray()
 
-    def recv_into(self, buffer: memoryview) -> dict[str, Any]:
-        """One message whose payload goes straight into ``buffer`` (exactly its size, or none)."""
-        prefix = self._read(_PREFIX.size)
-        hlen, plen = _PREFIX.unpack(prefix)
-        if hlen > MAX_HEADER or plen not in (0, buffer.nbytes):
-            raise WireError(f"a message of {hlen}+{plen} bytes where a payload of {buffer.nbytes} was expected")
-        try:
-            header = json.loads(self._read(hlen))
-        except ValueError as e:
-            raise WireError(f"a message header that is not JSON ({e})") from None
-        if not isinstance(header, dict):
-            raise WireError("a message header that is not a JSON object")
-        if plen:
-            view = buffer.cast("B")
-            got = 0
-            while got < plen:
-                n = self.sock.recv_into(view[got:], plen - got)
-                if n == 0:
-                    raise WireError("the other side closed the connection in the middle of a message")
-                got += n
-        header["_payload"] = plen
-        return header
-
     def _read(self, n: int) -> bytearray:
         buf = bytearray(n)
         view = memoryview(buf)
