@@ -226,26 +226,22 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
 
 
 def _check_agent(agent: Any, pull: bool, wait_if_down: bool = False) -> None:
-    """Before a night's run: a missing API key; is the Ollama server up, does it have the model? Offer to pull it."""
-    from .agent.base import AgentError, AgentUnavailable
-    from .agent.ollama import OllamaProvider
+    """Before a night's run: is the researcher ready (agent.readiness)? Offer to pull a missing Ollama model."""
+    from .agent.base import AgentError
+    from .agent.readiness import check
     from .progress import TqdmProgress
 
-    provider = getattr(agent, "provider", None)
-    problem = getattr(provider, "problem", lambda: None)()
-    if problem:
-        raise AgentError(problem)
-    if not isinstance(provider, OllamaProvider):
+    if agent is None:
         return
-    try:
-        if provider.has_model():
-            return
-    except AgentUnavailable as e:
-        if wait_if_down:  # a resume after a reboot may come before Ollama is up: the loop waits for it
-            _stamp(f"warning: {e}; the run waits for it (no experiment is spent)")
-            return
-        raise AgentError(f"{e}, or point OLLAMA_HOST or [llm] ollama_host in the config at a running server; "
-                         "then run again.") from None
+    ready = check(agent)
+    if ready.ok:
+        return
+    if ready.unreachable and wait_if_down:  # a resume after a reboot may come before Ollama is up: the loop waits
+        _stamp(f"warning: {ready.problem}; the run waits for it (no experiment is spent)")
+        return
+    if not ready.pullable:
+        raise AgentError(ready.problem + ("; then run again." if ready.unreachable else ""))
+    provider = agent.provider
     if not pull:
         if not sys.stdin.isatty():
             raise AgentError(f"Ollama at {provider.host} does not have {provider.model}: `ollama pull {provider.model}`, "
@@ -328,6 +324,124 @@ def stop(run_ref: str | None, now: bool, runs_dir: Path | None) -> None:
         return
     control.send(run_dir.state, "stop-now" if now else "stop")
     click.echo(f"{run_dir.tag} will stop {'now' if now else 'after the current experiment'}")
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.option("--list", "as_list", is_flag=True, help="Print the kept changes and their verdicts (no app).")
+@click.option("--json", "as_json", is_flag=True, help="The kept changes as JSON (no app).")
+@click.option("--accept", "accept", type=int, multiple=True, metavar="N", help="Accept kept change N (repeatable).")
+@click.option("--reject", "reject", type=int, multiple=True, metavar="N", help="Reject kept change N (repeatable).")
+@click.option("--unmark", "unmark", type=int, multiple=True, metavar="N", help="Take the verdict on N back.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def review(ctx: click.Context, run_ref: str | None, as_list: bool, as_json: bool, accept: tuple[int, ...],
+           reject: tuple[int, ...], unmark: tuple[int, ...], runs_dir: Path | None) -> None:
+    """Review the kept changes of a run (default: the most recent): in the app, or with --list / --accept / --reject."""
+    import dataclasses
+
+    from .engine.ledger import Ledger
+    from .engine.review import format_review, kept_changes, mark
+
+    run_dir = _resolve(run_ref, runs_dir)
+    for verdict, indices in (("accept", accept), ("reject", reject), ("unreviewed", unmark)):
+        for index in indices:
+            mark(run_dir, index, verdict)
+            click.echo(f"experiment {index}: {verdict}")
+    if accept or reject or unmark or as_list or as_json or not _interactive():
+        changes = kept_changes(Ledger(run_dir.path, writable=False))
+        if as_json:
+            click.echo(json.dumps([dict(dataclasses.asdict(c), confidence=c.confidence, test_disagrees=c.test_disagrees)
+                                   for c in changes], indent=2))
+        elif as_list or not (accept or reject or unmark):
+            click.echo(format_review(changes))
+        return
+    from .tui.launch import open_app
+
+    open_app(run_dir, runs_dir=runs_dir or config_mod.load().runs_dir, debug=bool(ctx.find_root().obj.get("debug")),
+             review=True)
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--patch", "patch", type=click.Path(dir_okay=False, path_type=Path), help="Write one patch of train.py.")
+@click.option("--branch", "branch", metavar="NAME", help="Make a git branch with one commit per change.")
+@click.option("--repo", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="The git repository for --branch (default: the run's own).")
+@click.option("--file", "file", default="train.py", show_default=True, help="The script's path inside --repo.")
+@click.option("--all-kept", "which", flag_value="all-kept", help="Every kept change (reverted ones left out).")
+@click.option("--accepted", "which", flag_value="accepted", default=True, help="The accepted changes (the default).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def export(run_ref: str, patch: Path | None, branch: str | None, repo: Path | None, file: str, which: str,
+           runs_dir: Path | None) -> None:
+    """Export a run's accepted (or all kept) changes as a patch file or a git branch."""
+    from .engine.export import build, write_branch, write_patch
+
+    if bool(patch) == bool(branch):
+        raise click.UsageError("give one of --patch FILE or --branch NAME")
+    if repo and not branch:
+        raise click.UsageError("--repo goes with --branch")
+    run_dir = _resolve(run_ref, runs_dir)
+    series = build(run_dir, which)
+    listing = ", ".join(str(s.change.index) for s in series.steps)
+    if patch:
+        path = write_patch(series, patch)
+        click.echo(f"wrote {path}: experiments {listing} against the baseline train.py (`git apply {path.name}`)")
+        return
+    assert branch is not None
+    commits = write_branch(series, branch, repo, file)
+    where = repo or run_dir.path
+    click.echo(f"branch {branch} in {where}: {len(commits)} commit(s) (experiments {listing}); "
+               f"`git -C {where} log --oneline {branch}`")
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("index", type=int)
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def revert(run_ref: str, index: int, runs_dir: Path | None) -> None:
+    """Take kept change INDEX back from the run's best (a new commit; at once, or at the engine's next boundary)."""
+    from .engine.review import request_revert
+
+    click.echo(request_revert(_resolve(run_ref, runs_dir), index))
+
+
+@main.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("index", type=int)
+@click.option("--seeds", type=int, default=2, show_default=True, help="More trainings of the change.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def retest(run_ref: str, index: int, seeds: int, runs_dir: Path | None) -> None:
+    """Queue more seeds of kept change INDEX (the engine trains them before its next experiment)."""
+    from .engine.review import request_retest
+
+    click.echo(request_retest(_resolve(run_ref, runs_dir), index, seeds))
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN]", required=False)
+@click.argument("text", required=False)
+@click.option("--remove", "remove", metavar="N|ID", help="Remove a note (its number in the list, or its id).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def note(run_ref: str | None, text: str | None, remove: str | None, runs_dir: Path | None) -> None:
+    """Steer a run's researcher: `note RUN "try a smaller batch"`; without TEXT, list the notes in force."""
+    from .engine import notes as notes_mod
+
+    run_dir = _resolve(run_ref, runs_dir)
+    if remove:
+        gone = notes_mod.remove(run_dir, remove)
+        click.echo(f"removed note {gone.id}: {gone.text}")
+    elif text:
+        added = notes_mod.add(run_dir, text)
+        click.echo(f"note {added.id} added to {run_dir.tag}: the researcher reads it from its next proposal on")
+        if not notes_mod.reads_notes(run_dir.config().get("agent")):
+            click.echo(f"(this run's agent, {run_dir.config().get('agent')}, searches numbers and ignores notes)")
+    current = notes_mod.notes(run_dir)
+    if not current:
+        click.echo("no notes in force")
+    else:
+        for i, n in enumerate(current, 1):
+            click.echo(f"  {i}. [{n.id}] {n.text}  ({(n.ts or '')[:16].replace('T', ' ')})")
 
 
 _control_command("pause", "pause", "Pause a run after the current experiment.")

@@ -64,6 +64,9 @@ class FakeLLM(BaseHTTPRequestHandler):
             models = [{"name": n, "model": n, "modified_at": "2026-11-28T00:00:00Z", "size": s, "digest": "sha256:" + "0" * 64,
                        "details": {}} for n, s in type(self).models.items()]
             self._send(200, json.dumps({"models": models}).encode())
+        elif self.path.endswith("/v1/models"):  # the OpenAI protocol's model list
+            data = [{"id": n, "object": "model", "owned_by": "local"} for n in type(self).models]
+            self._send(200, json.dumps({"object": "list", "data": data}).encode())
         else:
             self._send(404, b'{"error": "not found"}')
 

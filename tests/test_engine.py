@@ -291,3 +291,56 @@ def test_a_repair_that_crashes_again_ends_the_experiment_as_a_crash(tmp_path: Pa
     assert [r.outcome for r in exp.superseded_trainings + exp.trainings] == ["crash", "crash"]
     assert len(agent.repairs) == 1  # bounded: one repair allowed
     assert run.head() == base.commit and run.foreign_changes() == []
+
+
+FIX_MATRIX = {"description": "matrix learning rate up", "replace": [["MATRIX_LR = 0.0005", "MATRIX_LR = 0.04"]]}
+FIX_EMBEDS = {"description": "embedding learning rates up",
+              "replace": [["EMBED_LR = 0.005", "EMBED_LR = 0.6"], ["UNEMBED_LR = 0.0001", "UNEMBED_LR = 0.004"]]}
+
+
+class _Reader(ScriptedAgent):
+    """Records what the engine tells it, then has nothing to say (the run stops)."""
+
+    def __init__(self) -> None:
+        super().__init__([FIX_MATRIX])
+        self.seen: list[object] = []
+
+    def propose(self, ctx):  # type: ignore[no-untyped-def]
+        from autoresearch.agent.base import AgentError
+
+        self.seen.append(ctx)
+        raise AgentError("nothing more to try")
+
+
+def test_review_requests_are_carried_out_by_the_engine(tmp_path: Path, stdlib_small: Prepared) -> None:
+    """A revert of a middle change (a script nobody measured), a re-test and a note, sent while no engine ran:
+    the next engine re-tests, measures the new best before anything else, and the agent reads the note."""
+    from autoresearch.engine import notes
+    from autoresearch.engine.review import request_retest, request_revert
+
+    run = make_run(tmp_path, stdlib_small, policy="greedy")  # one training per experiment: the test is about requests
+    engine_for(run, [FIX_MATRIX, FIX_EMBEDS], max_experiments=3, policy="greedy").run()
+    exps = Ledger(run.path).experiments()
+    assert [e.status for e in exps] == ["keep", "keep", "keep"], [e.reason for e in exps]
+    seeds_before = len(exps[2].ok_values)
+    assert "queued" in request_retest(run, 2, seeds=1)
+    assert "measures it when the run is resumed" in request_revert(run, 1)  # the middle one: a new script
+    notes.add(run, "stop touching the optimizer")
+    rev = Ledger(run.path).best()
+    assert rev.kind == "revert" and rev.val_bpb is None
+    assert "MATRIX_LR = 0.0005" in run.script.read_text() and "EMBED_LR = 0.6" in run.script.read_text()
+
+    agent = _Reader()
+    reason = Engine(run, agent, EngineOptions(max_experiments=1, max_agent_failures=1, policy="greedy"),
+                    log=lambda s: None).run()
+    assert "unusable proposals" in reason
+    ledger = Ledger(run.path)
+    assert len(ledger.experiment(2).ok_values) == seeds_before + 1  # the re-test
+    best = ledger.best()
+    assert best.index == rev.index and best.val_bpb is not None and len(best.ok_values) == 1  # measured first
+    remeasured = [e for e in ledger.events() if e["event"] == "remeasured"]
+    assert [e["index"] for e in remeasured] == [2, rev.index]
+    assert ledger.requests() == []
+    assert [c.notes for c in agent.seen] == [["stop touching the optimizer"]]
+    assert agent.seen[0].best_val_bpb == best.val_bpb
+    assert run.head() == best.commit and run.foreign_changes() == []

@@ -324,3 +324,23 @@ def test_a_resumed_run_waits_for_a_server_that_is_not_up_yet() -> None:
     _check_agent(down, pull=False, wait_if_down=True)  # a warning, not an error
     with pytest.raises(AgentError):
         _check_agent(down, pull=False)
+
+
+def test_readiness_lists_what_a_server_has(server: str) -> None:
+    """The setup screen's view of a researcher: Ollama's models with sizes, an OpenAI server's list, dead servers."""
+    from autoresearch.agent.readiness import check, fits, ollama_models, openai_models
+
+    FakeLLM.models = {"qwen2.5-coder:7b": 4_700_000_000, "gemma3:270m": 290_000_000}
+    listed = ollama_models(server)
+    assert listed.problem == "" and listed.models == [("gemma3:270m", 290_000_000), ("qwen2.5-coder:7b", 4_700_000_000)]
+    assert [n for n, _ in openai_models(server + "/v1").models] == ["qwen2.5-coder:7b", "gemma3:270m"]
+    dead = ollama_models("http://127.0.0.1:9")
+    assert dead.models == [] and "ollama serve" in dead.problem and "search agent" in dead.problem
+    assert "no server answers at http://127.0.0.1:9/v1" in openai_models("http://127.0.0.1:9/v1").problem
+    assert fits(4_700_000_000, 24) and not fits(4_700_000_000, 8) and fits(290_000_000, 8)
+    assert check(load_agent("ollama:qwen2.5-coder:7b", host=server)).ok
+    missing = check(load_agent("ollama:llama3:70b", host=server))
+    assert not missing.ok and missing.pullable and "ollama pull llama3:70b" in missing.problem
+    down = check(load_agent("ollama:m", host="http://127.0.0.1:9"))
+    assert down.unreachable and not down.pullable
+    assert check(load_agent("search")).ok

@@ -40,6 +40,7 @@ class AgentContext:
     time_budget: float
     last_outcome: dict[str, Any] | None = None  # status, reason, log tail of the previous experiment
     backend: str = "torch"
+    notes: list[str] = field(default_factory=list)  # the user's steering notes in force, oldest first
 
 
 class Agent:
@@ -48,6 +49,7 @@ class Agent:
     """
 
     name: str = "agent"
+    reads_notes: bool = True  # False: the user's steering notes do not reach it (the run says so)
 
     def propose(self, ctx: AgentContext) -> Proposal:
         """A new train.py with a one-line description. Raises AgentUnavailable / AgentError."""

@@ -39,6 +39,15 @@ def _fmt(v: Any, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) else "-"
 
 
+def notes_text(notes: list[str]) -> str:
+    """The user's steering notes as a prompt section ('' when there are none)."""
+    if not notes:
+        return ""
+    lines = "\n".join(f"- {n.strip()}" for n in notes)
+    return ("## Notes from the person running this research (follow them; they override your own plans)\n"
+            + lines)
+
+
 def history_table(history: list[dict[str, Any]], limit: int = 40) -> str:
     if not history:
         return "No experiments yet."
@@ -113,7 +122,12 @@ class LLMAgent(Agent):
         last_text = "None yet." if not last else (
             f"Experiment {last.get('index')}: {last.get('status')}. {last.get('reason') or ''}".strip()
             + (f"\nEnd of its log:\n```\n{last['log_tail'][-1500:]}\n```" if last.get("log_tail") and last.get("status") not in ("keep", "discard") else ""))
-        return load_prompt("propose", self.prompts).format(
+        template = load_prompt("propose", self.prompts)
+        notes = notes_text(ctx.notes)
+        if "{notes}" not in template and ctx.notes:  # a user's own prompt without the slot: the notes still reach it
+            template = template.replace("## Your answer", "{notes}\n\n## Your answer") if "## Your answer" in template \
+                else template + "\n\n{notes}"
+        return template.format(notes=notes, 
             hardware=ctx.hardware or "unknown", backend=ctx.backend, device=ctx.profile.get("device", "?"),
             time_budget=ctx.time_budget, seq_len=ctx.profile.get("seq_len", "?"), vocab_size=ctx.profile.get("vocab_size", "?"),
             best=_fmt(ctx.best_val_bpb, ".6f"), noise=_fmt(ctx.noise_sigma, ".6f"), history=history_table(ctx.history),

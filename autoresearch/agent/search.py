@@ -84,6 +84,8 @@ def parse_description(text: str) -> dict[str, Any] | None:
 class SearchAgent(Agent):
     """TPE (or random) search over the knobs, through the same Proposal interface as LLM agents."""
 
+    reads_notes = False  # it samples numbers: a note in words cannot steer it
+
     def __init__(self, sampler: str = "tpe", seed: int = 0) -> None:
         import optuna
 

@@ -6,7 +6,10 @@ the engine takes commands in the order they were sent, each exactly once (it ren
 before reading it), and two commands sent in quick succession are both taken. The engine records each
 taken command as a ``control`` event carrying the command's ``id`` and what it did with it, so a client can
 show "pause (taken)". Commands: pause, resume, stop (after the current experiment), stop-now, skip
-(abandon the current experiment and go on).
+(abandon the current experiment and go on), revert (``index``: take a kept change back) and retest (``index``,
+``seeds``: more trainings of a kept change); the engine records those two as ``queued`` with their arguments and
+carries them out at the next experiment boundary (a queued one survives an engine restart: see the ledger's
+requests).
 
 A ``control`` file (one command) left by an older version is still taken, before the queue.
 """
@@ -20,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("pause", "resume", "stop", "stop-now", "skip")
+COMMANDS = ("pause", "resume", "stop", "stop-now", "skip", "revert", "retest")
 QUEUE = "control.d"
 LEGACY = "control"
 

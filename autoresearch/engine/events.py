@@ -11,7 +11,11 @@ Experiment lifecycle (``index`` 0 is the baseline)::
         [-> experiment_repaired -> training_started ...] -> decision | experiment_interrupted
 
 Facts about the engine itself: run_started, phase, control (a client's command, taken), paused, resumed,
-stopped, noise_estimate, agent_error, proposal_rejected.
+stopped, noise_estimate, agent_error, proposal_rejected, remeasured (more seeds of a decided experiment).
+
+Written by clients (the review screen, ``autoresearch note``/``review``): review (accept / reject a kept
+change), note_added / note_removed (steering notes for the researcher). A revert is an experiment of kind
+``revert`` (its ``reverts`` names the kept change it takes back).
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from ..training.runner import OUTCOMES  # of one training
 
 DECISION_STATUSES = ("keep", "discard", "crash", "oom", "nan", "timeout", "invalid")
 FAILURE_STATUSES = ("crash", "oom", "nan", "timeout", "invalid", "interrupted")
-KINDS = ("baseline", "agent")
-TRAINING_PURPOSES = ("baseline", "experiment", "confirm", "repair")
+KINDS = ("baseline", "agent", "revert")  # revert: the user took a kept change back (engine.review)
+TRAINING_PURPOSES = ("baseline", "experiment", "confirm", "repair", "retest")
+VERDICTS = ("accept", "reject", "unreviewed")  # the user's review of a kept change
 # what the engine is doing; "training" and "evaluating" carry the experiment's index
 PHASES = ("starting", "proposing", "repairing", "waiting_for_agent", "training", "evaluating", "paused",
-          "waiting_for_disk", "stopped")
+          "waiting_for_disk", "stopped", "reverting", "retesting")
 
 
 class EventError(ValueError):
@@ -95,6 +100,7 @@ class ExperimentStarted(IndexedEvent):
     script_sha256: str | None = None
     manifest_digest: str | None = None
     agent: dict[str, Any] | None = None  # the proposal's meta: model, edit format, attempts, prompts digest
+    reverts: int | None = None  # kind revert: the index of the kept change taken back
 
     def validate(self) -> None:
         _index(self)
@@ -207,7 +213,8 @@ class ControlTaken(Event):
     command: str = ""
     id: str | None = None
     sent: float | None = None  # the client's clock (seconds since the epoch)
-    outcome: str = ""  # what the engine did with it: done, ignored (with why)
+    outcome: str = ""  # what the engine did with it: done, queued, ignored / refused (with why)
+    args: dict[str, Any] | None = None  # the command's arguments (revert, retest: index, seeds)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -249,6 +256,48 @@ class ProposalRejected(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class Remeasured(IndexedEvent):
+    """More seeds of a decided experiment (a re-test, or a revert measured): its val_bpb over all its seeds."""
+
+    TYPE: ClassVar[str] = "remeasured"
+    val_bpb: float | None = None
+    seeds: int = 0  # trainings added
+    request: str | None = None  # the id of the control command that asked for it
+
+
+@dataclass(slots=True, kw_only=True)
+class ReviewMarked(IndexedEvent):
+    """The user's verdict on a kept change (``unreviewed`` takes a verdict back)."""
+
+    TYPE: ClassVar[str] = "review"
+    verdict: str = "unreviewed"
+
+    def validate(self) -> None:
+        _index(self)
+        if self.verdict not in VERDICTS:
+            raise EventError(f"review verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+
+@dataclass(slots=True, kw_only=True)
+class NoteAdded(Event):
+    """A steering note for the researcher, included in its proposals until removed."""
+
+    TYPE: ClassVar[str] = "note_added"
+    id: str = ""
+    text: str = ""
+
+    def validate(self) -> None:
+        if not self.id or not self.text.strip():
+            raise EventError("note_added needs an id and a non-empty text")
+
+
+@dataclass(slots=True, kw_only=True)
+class NoteRemoved(Event):
+    TYPE: ClassVar[str] = "note_removed"
+    id: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
 class UnknownEvent(Event):
     """An event type this version does not know: stored, shown raw, otherwise ignored."""
 
@@ -265,7 +314,7 @@ class UnknownEvent(Event):
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (
     RunStarted, ExperimentStarted, TrainingStarted, TrainingFinished, Decision, ExperimentRepaired,
     ExperimentInterrupted, NoiseEstimated, Phase, ControlTaken, Paused, Resumed, Stopped, AgentErrorEvent,
-    ProposalRejected,
+    ProposalRejected, Remeasured, ReviewMarked, NoteAdded, NoteRemoved,
 )}
 INDEXED = tuple(t for t, cls in EVENT_TYPES.items() if issubclass(cls, IndexedEvent))
 _FIELDS = {t: {f.name for f in dataclasses.fields(cls)} - {"extra"} for t, cls in EVENT_TYPES.items()}

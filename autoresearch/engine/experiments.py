@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev_mod
-from .events import (Decision, Event, ExperimentInterrupted, ExperimentRepaired, ExperimentStarted, IndexedEvent,
-                     TrainingFinished)
+from .events import (ControlTaken, Decision, Event, ExperimentInterrupted, ExperimentRepaired, ExperimentStarted,
+                     IndexedEvent, NoteAdded, NoteRemoved, Remeasured, ReviewMarked, TrainingFinished)
 
 
 @dataclass(slots=True)
@@ -69,6 +69,10 @@ class Experiment:
     repairs: int = 0  # times the agent fixed this experiment's change after a crash
     superseded_trainings: list[Training] = field(default_factory=list)  # trainings of versions replaced by a repair
     earlier_sha256: list[str] = field(default_factory=list)  # those versions' script hashes (duplicate detection)
+    verdict: str = "unreviewed"  # the user's review of a kept change: accept | reject | unreviewed
+    reverts: int | None = None  # kind revert: the kept change it takes back
+    reverted_by: int | None = None  # a kept change taken back: the revert experiment's index
+    remeasured: int = 0  # trainings added after the decision (re-tests)
 
     @property
     def is_open(self) -> bool:
@@ -113,12 +117,31 @@ class Experiment:
             self.val_bpb = val_sum / val_n if val_n else None
 
 
+@dataclass(slots=True)
+class Note:
+    id: str
+    text: str
+    ts: str | None = None
+
+
+@dataclass(slots=True)
+class Request:
+    """A revert or re-test the engine took and has not carried out yet (it survives an engine restart)."""
+
+    id: str
+    command: str  # revert | retest
+    index: int
+    seeds: int = 0
+
+
 class Reducer:
     """Folds events into experiments, one event at a time (so appends stay O(1))."""
 
     def __init__(self) -> None:
         self.experiments: dict[int, Experiment] = {}
         self.last_by_type: dict[str, dict[str, Any]] = {}
+        self.notes: dict[str, Note] = {}  # the steering notes in force, oldest first
+        self.requests: dict[str, Request] = {}  # taken, not yet done, oldest first
 
     def _get(self, index: int) -> Experiment:
         exp = self.experiments.get(index)
@@ -133,6 +156,16 @@ class Reducer:
             return None
         self.last_by_type[kind] = raw
         ev = ev_mod.parse(raw)
+        if isinstance(ev, NoteAdded):
+            self.notes[ev.id] = Note(ev.id, ev.text, ev.ts)
+        elif isinstance(ev, NoteRemoved):
+            self.notes.pop(ev.id, None)
+        elif isinstance(ev, ControlTaken) and ev.id:
+            index = ev.args.get("index") if isinstance(ev.args, dict) else None
+            if ev.outcome == "queued" and isinstance(index, int):
+                self.requests[ev.id] = Request(ev.id, ev.command, index, int(ev.args.get("seeds") or 0))  # type: ignore[union-attr]
+            elif ev.outcome != "queued":
+                self.requests.pop(ev.id, None)  # one that failed when the engine tried it
         if not isinstance(ev, IndexedEvent) or not isinstance(ev.index, int) or ev.index < 0:
             return ev
         if isinstance(ev, ExperimentStarted):
@@ -145,6 +178,9 @@ class Reducer:
             exp.script_sha256 = ev.script_sha256
             exp.manifest_digest = ev.manifest_digest
             exp.started = ev.ts
+            exp.reverts = ev.reverts if isinstance(ev.reverts, int) else None
+            if exp.kind == "revert":
+                self._done("revert", exp.reverts, ev.extra.get("request"))
         elif isinstance(ev, TrainingFinished):
             exp = self._get(ev.index)
             exp.trainings.append(Training(
@@ -171,6 +207,15 @@ class Reducer:
             exp.reason = ev.reason or ""
             exp.test_bpb = float(ev.test_bpb) if isinstance(ev.test_bpb, (int, float)) else None
             exp.finished = ev.ts
+            if exp.kind == "revert" and ev.status == "keep" and exp.reverts in self.experiments:
+                self.experiments[exp.reverts].reverted_by = exp.index
+        elif isinstance(ev, Remeasured):
+            exp = self._get(ev.index)
+            exp.val_bpb = float(ev.val_bpb) if isinstance(ev.val_bpb, (int, float)) else exp.val_bpb
+            exp.remeasured += ev.seeds
+            self._done("retest", ev.index, ev.request)
+        elif isinstance(ev, ReviewMarked):
+            self._get(ev.index).verdict = ev.verdict
         elif isinstance(ev, ExperimentRepaired):
             exp = self._get(ev.index)
             exp.commit = ev.commit or exp.commit
@@ -188,3 +233,13 @@ class Reducer:
             exp.reason = ev.reason or ""
             exp.finished = ev.ts
         return ev
+
+    def _done(self, command: str, index: int | None, request: Any) -> None:
+        """A request carried out: by its id, else the oldest of its kind for that experiment."""
+        if isinstance(request, str) and request in self.requests:
+            del self.requests[request]
+            return
+        for rid, req in self.requests.items():
+            if req.command == command and req.index == index:
+                del self.requests[rid]
+                return

@@ -18,12 +18,15 @@ it stops before a partial or bad last line and picks it up (or not) on a later r
 
 The ledger reads the file once and then keeps an in-memory cache that :meth:`Ledger.append` extends, with
 the reduction to :class:`Experiment` records maintained incrementally, so the loop's per-experiment cost is
-one write + fsync. :meth:`Ledger.tail_new_events` reads what another process appended since the last read
+one write + fsync. Writers in several processes (the engine, and a client recording a review mark or a
+note) take turns through an exclusive ``flock`` on the file, and each catches up with the other's lines
+before it appends. :meth:`Ledger.tail_new_events` reads what another process appended since the last read
 (by file offset); :meth:`Ledger.reload` re-reads everything.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -37,7 +40,7 @@ from typing import Any, Iterable
 
 from ..paths import STATE_DIR
 from .events import Event, validate_dict
-from .experiments import Experiment, Reducer
+from .experiments import Experiment, Note, Reducer, Request
 from .results import RESULTS_HEADER, format_result_row
 
 EVENTS_FILE = "events.jsonl"
@@ -362,6 +365,7 @@ class Ledger:
             created = not self.path.exists()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # writers take turns: the engine and a client (a review mark, a note)
                 size = os.fstat(fd).st_size
                 if size != self._offset:  # someone else appended (or damaged the tail): catch up first
                     self._read_new()
@@ -414,6 +418,18 @@ class Ledger:
             if exp.status == "keep":
                 return exp
         return None
+
+    def notes(self) -> list[Note]:
+        """The steering notes in force, oldest first."""
+        with self._lock:
+            self._ensure_loaded()
+            return list(self._reducer.notes.values())
+
+    def requests(self) -> list[Request]:
+        """Reverts and re-tests the engine took and has not carried out yet, oldest first."""
+        with self._lock:
+            self._ensure_loaded()
+            return list(self._reducer.requests.values())
 
     def next_index(self) -> int:
         with self._lock:

@@ -9,7 +9,6 @@ resumes: an experiment without an outcome is recorded as interrupted and its com
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import signal
@@ -28,14 +27,14 @@ from ..training.trial import (TrialSpec, confinement_line, discard_weights, expo
                               score_held_out)
 from ..harness.integrity import check_script, format_report
 from ..training.runner import Runner, RunResult, kill_orphan, log_tail
-from . import control
+from . import control, review
 from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrupted, ExperimentRepaired, ExperimentStarted,
-                     NoiseEstimated, Paused, Phase, ProposalRejected, Resumed, RunStarted, Stopped, TrainingFinished,
+                     NoiseEstimated, Paused, Phase, ProposalRejected, Remeasured, Resumed, RunStarted, Stopped, TrainingFinished,
                      TrainingStarted)
 from .ledger import Ledger
 from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
-from .rundir import RunDir, RunError, RunLock
+from .rundir import RunDir, RunError, RunLock, script_hash
 
 PENDING = "pending"  # marker: train.py is being rewritten for this experiment index
 
@@ -52,12 +51,6 @@ class EngineOptions:
     agent_backoff: tuple[float, ...] = (5, 15, 30, 60, 120, 300)
     max_agent_failures: int = 10  # unusable proposals in a row before the run stops (a broken model or prompt)
     poll_interval: float = 0.5
-
-
-def script_hash(source: str) -> str:
-    """sha256 of the script with trailing whitespace normalised (duplicate detection, result binding)."""
-    normal = "\n".join(line.rstrip() for line in source.strip().splitlines())
-    return hashlib.sha256(normal.encode()).hexdigest()
 
 
 class Engine:
@@ -84,6 +77,7 @@ class Engine:
         self._training_index: int | None = None
         self._train_started = 0.0
         self._control_lock = threading.Lock()
+        self._notes_seen: set[str] = set()  # note ids already acknowledged in the log
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
         self._scored: list[RunResult] = []  # the current experiment's ok trainings (weights kept for the test split)
@@ -159,7 +153,8 @@ class Engine:
             if not self._disk_ok():
                 continue
             exps = self.ledger.experiments()
-            done = [e for e in exps if e.status not in (None, "interrupted") and e.index not in already]
+            done = [e for e in exps if e.status not in (None, "interrupted") and e.index not in already
+                    and e.kind != "revert"]
             if self.options.max_experiments is not None and len(done) >= self.options.max_experiments:
                 return f"{len(done)} experiment(s) done"
             has_baseline = any(e.kind == "baseline" and e.status == "keep" for e in exps)
@@ -171,6 +166,10 @@ class Engine:
                     if not self._baseline():
                         return "the baseline failed: fix the template or the data and start again"
                 else:
+                    self._carry_out_requests()
+                    if self._stop or self._paused or self.ledger.requests():
+                        continue
+                    index = self.ledger.next_index()
                     self._experiment()
             finally:
                 self._forget_trainings(index)
@@ -547,7 +546,8 @@ class Engine:
             self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="interrupted", val_bpb=None,
                                                 metrics=result.metrics, peak_memory_mb=result.peak_memory_mb,
                                                 wall_seconds=result.wall_seconds, log=log_rel, reason=why))
-            self.ledger.append(ExperimentInterrupted(index=index, reason=why))
+            if purpose != "retest":  # a re-test's experiment was decided already: it keeps its outcome
+                self.ledger.append(ExperimentInterrupted(index=index, reason=why))
             self.ledger.write_results_tsv()
             self.log(f"[exp {index}] interrupted: {why}")
             return None
@@ -619,8 +619,21 @@ class Engine:
             best_val_bpb=best.val_bpb if best else None, noise_sigma=self._noise().sigma,
             profile=self.config.get("profile", {}), hardware=self.config.get("hardware_summary", ""),
             time_budget=float(self.config.get("profile", {}).get("time_budget", 0)),
-            last_outcome=last_outcome, backend=self.backend,
+            last_outcome=last_outcome, backend=self.backend, notes=self._notes(),
         )
+
+    def _notes(self) -> list[str]:
+        """The user's steering notes in force; each new one is acknowledged once in the log."""
+        notes = self.ledger.notes()
+        for note in notes:
+            if note.id in self._notes_seen:
+                continue
+            self._notes_seen.add(note.id)
+            if self.agent is not None and not self.agent.reads_notes:
+                self.log(f"note ignored: {self.agent.name} does not read notes (it searches numbers): {note.text!r}")
+            else:
+                self.log(f"note for the researcher: {note.text!r}")
+        return [n.text for n in notes]
 
     # -- control, signals, disk ---------------------------------------------------------------------------
     def _poll_control(self) -> None:
@@ -632,7 +645,8 @@ class Engine:
                     return
                 outcome = self._obey(msg)
                 sent = msg.get("ts")
-                self.ledger.append(ControlTaken(command=msg["command"], id=msg.get("id"), outcome=outcome,
+                args = {k: msg[k] for k in ("index", "seeds") if k in msg} or None
+                self.ledger.append(ControlTaken(command=msg["command"], id=msg.get("id"), outcome=outcome, args=args,
                                                 sent=float(sent) if isinstance(sent, (int, float)) else None))
 
     def _obey(self, msg: dict[str, Any]) -> str:
@@ -658,6 +672,8 @@ class Engine:
         if cmd == "stop-now":
             self.request_stop(now=True, reason="stopped by the user")
             return "done"
+        if cmd in ("revert", "retest"):
+            return self._check_request(msg)
         # skip
         if self._training and msg.get("ts", 0) >= self._train_started:
             self._skip = True
@@ -665,6 +681,77 @@ class Engine:
             return "done"
         self.log("skip ignored: no training was running when it was sent")
         return "ignored: no training was running when it was sent"
+
+    def _check_request(self, msg: dict[str, Any]) -> str:
+        """A revert or re-test is queued (carried out at the next boundary) unless it cannot be done."""
+        index, seeds = msg.get("index"), msg.get("seeds", review.DEFAULT_RETEST_SEEDS)
+        if not isinstance(index, int) or (msg["command"] == "retest" and (not isinstance(seeds, int) or seeds < 1)):
+            return "refused: it needs an experiment index (and a retest a number of seeds)"
+        try:
+            (review._revertable if msg["command"] == "revert" else review._kept)(self.ledger, index)
+        except review.ReviewError as e:
+            self.log(f"{msg['command']} refused: {e}")
+            return f"refused: {e}"
+        self.log(f"{msg['command']} of experiment {index} queued: after the current experiment")
+        return "queued"
+
+    def _carry_out_requests(self) -> None:
+        """Between experiments: the reverts and re-tests the user asked for, then a best nobody measured yet."""
+        for req in self.ledger.requests():
+            if self._stop or self._paused:
+                return
+            if req.command == "revert":
+                self._phase("reverting", req.index)
+                try:
+                    rev = review.apply_revert(self.run_dir, self.ledger, req.index, request=req.id)
+                except review.ReviewError as e:
+                    self.ledger.append(ControlTaken(command="revert", id=req.id, outcome=f"failed: {e}",
+                                                    args={"index": req.index}))
+                    self.log(f"revert of experiment {req.index} failed: {e}")
+                    continue
+                self.log(f"[exp {rev.index}] reverted experiment {req.index}: {rev.reason}")
+            else:
+                self._retest(req.index, req.seeds, request=req.id)
+        best = self.ledger.best()
+        if best is not None and best.val_bpb is None and not self._stop and not self._paused:
+            self._retest(best.index, self.options.baseline_seeds or self.policy.baseline_seeds)
+            best = self.ledger.best()
+            if best is not None and best.val_bpb is None and not self._stop:
+                self.request_stop(reason=f"the best (experiment {best.index}) could not be measured: no training of it "
+                                         f"succeeded (see its log); revert it or start a new run")
+
+    def _retest(self, index: int, seeds: int, request: str | None = None) -> None:
+        """``seeds`` more trainings of decided experiment ``index`` at its commit; then back to the best."""
+        exp = self.ledger.experiment(index)
+        best = self.ledger.best()
+        assert exp is not None and exp.commit and best is not None and best.commit
+        self._phase("retesting", index, detail=f"{seeds} seed(s)")
+        self.log(f"[exp {index}] re-testing with {seeds} more seed(s): {exp.description}")
+        self.run_dir.reset_to(exp.commit)
+        first = len(exp.trainings) + len(exp.superseded_trainings)
+        attempt = first
+        while self.run_dir.log_path(index, attempt).exists():
+            attempt += 1  # never overwrite a log
+        added = 0
+        try:
+            for i in range(seeds):
+                r = self._train(index, first + i, attempt + i, purpose="retest")
+                if r is None:
+                    break
+                added += 1
+        finally:
+            self._forget_trainings(index)
+            self.run_dir.reset_to(best.commit)
+        exp = self.ledger.experiment(index)
+        assert exp is not None
+        values = exp.ok_values
+        mean = sum(values) / len(values) if values else None
+        if added or not self._stop:  # (a stop leaves a request for the next start; a skip ends it)
+            self.ledger.append(Remeasured(index=index, val_bpb=mean, seeds=added, request=request))
+            self._update_noise()
+            self.ledger.write_results_tsv()
+            figure = f"{mean:.6f}" if mean is not None else "no successful training"
+            self.log(f"[exp {index}] val_bpb over {len(values)} seed(s): {figure}")
 
     def _watch_control(self) -> None:
         while self._training:

@@ -13,6 +13,7 @@ Every experiment is a commit; a discarded one is reset away from the branch but 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -161,6 +162,12 @@ class RunDir:
 
     def diff(self, sha: str) -> str:
         return self.repo.git.diff(f"{sha}~1", sha, "--", SCRIPT)
+
+
+def script_hash(source: str) -> str:
+    """sha256 of the script with trailing whitespace normalised (duplicate detection, result binding)."""
+    normal = "\n".join(line.rstrip() for line in source.strip().splitlines())
+    return hashlib.sha256(normal.encode()).hexdigest()
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .events import (AgentErrorEvent, ControlTaken, Decision, Event, ExperimentInterrupted, ExperimentRepaired,
-                     ExperimentStarted, NoiseEstimated, Paused, Phase, ProposalRejected, Resumed, RunStarted, Stopped,
-                     TrainingFinished, TrainingStarted)
+                     ExperimentStarted, NoiseEstimated, NoteAdded, NoteRemoved, Paused, Phase, ProposalRejected, Resumed,
+                     RunStarted, Stopped, TrainingFinished, TrainingStarted)
 from .experiments import Experiment
 from .ledger import RESULTS_FILE, Ledger, LedgerError
 from .live import ENGINE_LOG, read_live
@@ -103,6 +103,7 @@ class RunState:
     experiments: int = 0
     agent: AgentState = field(default_factory=AgentState)
     taken: dict[str, str] = field(default_factory=dict)  # control id -> what the engine did with it
+    notes: dict[str, str] = field(default_factory=dict)  # the steering notes in force: id -> text, oldest first
     session_started: float | None = None
     session_decided: int = 0  # experiments decided since the latest run_started
     last_event: str = ""  # type of the newest event
@@ -247,6 +248,10 @@ class RunView:
         elif isinstance(ev, ControlTaken):
             if ev.id:
                 st.taken[ev.id] = ev.outcome or "done"
+        elif isinstance(ev, NoteAdded):
+            st.notes[ev.id] = ev.text
+        elif isinstance(ev, NoteRemoved):
+            st.notes.pop(ev.id, None)
         elif isinstance(ev, AgentErrorEvent):
             agent = st.agent
             if not ev.unavailable:
