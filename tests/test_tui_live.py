@@ -16,7 +16,7 @@ from autoresearch.engine.rundir import RunDir, RunLock
 from autoresearch.harness.prepare import Prepared
 from autoresearch.tui.screens.dashboard import Dashboard
 from autoresearch.tui.screens.dialogs import QuitDialog
-from autoresearch.tui.screens.newrun import NewRunDialog
+from autoresearch.tui.screens.setup import SetupScreen
 from autoresearch.tui.widgets.logview import LogView
 from tui_harness import make_app, run_async, screen_text, until
 
@@ -69,7 +69,7 @@ def test_a_run_started_from_the_app_shows_rows_and_log_lines(tiny_config: Path) 
         async with app.run_test(size=(160, 45)) as pilot:
             await pilot.press("n")
             dialog = app.screen
-            assert isinstance(dialog, NewRunDialog)
+            assert isinstance(dialog, SetupScreen)
             await until(pilot, lambda: not dialog.query_one("#start").disabled, timeout=60, what="the plan")
             dialog.query_one("#tag").value = "fromapp"
             await pilot.click("#start")

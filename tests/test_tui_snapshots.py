@@ -88,3 +88,37 @@ def test_dashboard_snapshot(in_workdir: Path, size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
 def test_picker_snapshot(in_workdir: Path, size: tuple[int, int]) -> None:
     compare(f"picker-{size[0]}x{size[1]}", run_async(_picker_svg(size)))
+
+
+@pytest.fixture(scope="module")
+def review_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stopped night with verdicts on two changes, one kept change worse on the held-out test split."""
+    from autoresearch.engine.review import mark
+
+    base = tmp_path_factory.mktemp("snap-review")
+    run = fixture_run.build(base / "runs" / "mar8", open_status=None, stopped=True, worse_on_test=(5,))
+    mark(run, 1, "accept")
+    mark(run, 2, "reject")
+    return base
+
+
+async def _review_svg(size: tuple[int, int]) -> str:
+    from autoresearch.tui.screens.review import ReviewScreen
+
+    app = make_app(Path("runs"), Path("runs/mar8"), review=True)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, ReviewScreen) and len(app.screen.changes) == 12, what="kept")
+        await pilot.press("j")  # onto 5: the one worse on test
+        await until(pilot, lambda: app.screen.diff_shown == 5, what="the diff")
+        await pilot.pause(0.3)
+        return app.export_screenshot()
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)], ids=["120x40", "80x24"])
+def test_review_snapshot(review_workdir: Path, size: tuple[int, int]) -> None:
+    old = Path.cwd()
+    os.chdir(review_workdir)
+    try:
+        compare(f"review-{size[0]}x{size[1]}", run_async(_review_svg(size)))
+    finally:
+        os.chdir(old)

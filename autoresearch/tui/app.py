@@ -25,7 +25,7 @@ from ..engine.sysload import LoadSampler
 from . import keys
 from .screens.dashboard import Dashboard
 from .screens.dialogs import KeysScreen, QuitDialog
-from .screens.newrun import NewRunDialog
+from .screens.setup import SetupScreen
 from .screens.picker import RunPicker
 from .widgets.history import HistoryTable
 from .widgets.logview import LogView
@@ -39,8 +39,9 @@ class ResearchApp(App[None]):
 
     def __init__(self, runs_dir: Path, run: Path | None = None, *, keymap: dict[str, str] | None = None,
                  clock: Callable[[], float] = time.time, load_sampler: Callable[[], LoadSampler | None] | None = None,
-                 poll_interval: float = 0.25, debug: bool = False) -> None:
+                 poll_interval: float = 0.25, debug: bool = False, review: bool = False) -> None:
         super().__init__()
+        self.initial_review = review
         self.runs_dir = Path(runs_dir)
         self.initial_run = run
         self.user_keymap = dict(keymap or {})
@@ -63,6 +64,10 @@ class ResearchApp(App[None]):
             self.notify(text, severity="warning", timeout=15)
         if self.initial_run is not None:
             self.open_run(self.initial_run)
+            if self.initial_review:
+                from .screens.review import ReviewScreen
+
+                self.push_screen(ReviewScreen(RunDir(self.initial_run)))
 
     @staticmethod
     def binding_scopes() -> dict[str, list[Binding]]:
@@ -71,7 +76,7 @@ class ResearchApp(App[None]):
             return [b for b in bindings if isinstance(b, Binding)]
 
         dashboard = only(keys.APP + keys.DASHBOARD)
-        return {"the run picker": only(keys.APP + keys.PICKER),
+        return {"the run picker": only(keys.APP + keys.PICKER), "the review": only(keys.APP + keys.REVIEW),
                 "the dashboard's table": dashboard + only(list(HistoryTable.BINDINGS)),
                 "the dashboard's log": dashboard + only(list(LogView.BINDINGS))}
 
@@ -91,7 +96,7 @@ class ResearchApp(App[None]):
             if path is not None:
                 self.open_run(path)
 
-        self.push_screen(NewRunDialog(self.runs_dir), opened)
+        self.push_screen(SetupScreen(self.runs_dir), opened)
 
     def action_show_keys(self) -> None:
         rows = []

@@ -39,7 +39,26 @@ DASHBOARD = [
     _b("L", "open_pager", "Log in $PAGER", "dashboard.pager", show=False),
     _b("y", "copy_commit", "Copy commit", "dashboard.copy", show=False),
     _b("v", "next_pane", "Next pane", "dashboard.pane"),
+    _b("r", "open_review", "Review", "dashboard.review"),
+    _b("n", "notes", "Notes", "dashboard.note"),
     _b("escape", "back", "Runs", "dashboard.back"),
+]
+
+REVIEW = [
+    _b("a", "accept", "Accept", "review.accept"),
+    _b("r", "reject", "Reject", "review.reject"),
+    _b("u", "unmark", "Unmark", "review.unmark", show=False),
+    _b("j", "cursor_down", "Next", "review.next", show=False),
+    _b("k", "cursor_up", "Previous", "review.previous", show=False),
+    _b("t", "retest", "Re-test", "review.retest"),
+    _b("D", "revert", "Revert", "review.revert"),
+    _b("x", "export", "Export", "review.export"),
+    _b("escape", "back", "Back", "review.back"),
+]
+
+NOTES = [
+    _b("escape", "dismiss(None)", "Close", "notes.close"),
+    _b("delete", "remove_note", "Remove the note", "notes.remove"),
 ]
 
 

@@ -101,6 +101,7 @@ class Dashboard(Screen[None]):
     # -- layout ---------------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         yield Static(id="runline")
+        yield Static(id="notes-line")
         yield Static(id="banner")
         with Grid(id="body"):
             yield HistoryTable(id="history")
@@ -119,6 +120,7 @@ class Dashboard(Screen[None]):
              f"{prof.get('time_budget', 0):.0f}s per experiment  ·  data {cfg.get('dataset', '?')}  ·  "
              f"policy {cfg.get('policy', '?')}  ·  agent {cfg.get('agent') or 'none'}", "dim")))
         self.query_one("#banner", Static).display = False
+        self.query_one("#notes-line", Static).display = False
         self._layout(self.size.width, self.size.height)
         self.query_one("#history", HistoryTable).focus()
         self.set_interval(1.0, self._tick)
@@ -172,6 +174,7 @@ class Dashboard(Screen[None]):
         self.query_one("#status", StatusBar).show(state, message.load, message.now, message.remaining)
         self._follow_log(state)
         self._banner(state)
+        self._notes_line(state)
         self._report_taken(state)
 
     def _tick(self) -> None:
@@ -214,6 +217,13 @@ class Dashboard(Screen[None]):
         text.append(" (or press R here)")
         banner.update(text)
         banner.display = True
+
+    def _notes_line(self, state: RunState) -> None:
+        line = self.query_one("#notes-line", Static)
+        line.display = bool(state.notes)
+        if state.notes:
+            line.update(Text.assemble(("notes: ", "bold yellow"), " · ".join(state.notes.values()),
+                                      ("  (n: edit)", "dim")))
 
     def _show_error(self, error: str) -> None:
         if self._error_shown:
@@ -278,6 +288,8 @@ class Dashboard(Screen[None]):
         row = self.query_one("#history", HistoryTable).selected
         if row is not None and row.commit:
             out.append((f"Copy the commit of experiment {row.index}", row.commit, self.action_copy_commit))
+        out.append(("Review the kept changes", "r: accept / reject, export, revert, re-test", self.action_open_review))
+        out.append(("Notes to the researcher", "n: steer the agent of this run", self.action_notes))
         out.append(("Diff: unified / side by side", "u", self.action_toggle_split))
         out.append(("Back to the runs", "escape", self.action_back))
         return out
@@ -396,6 +408,16 @@ class Dashboard(Screen[None]):
             self._layout(self.size.width, self.size.height)
         else:
             self.focus_next()
+
+    def action_open_review(self) -> None:
+        from .review import ReviewScreen
+
+        self.app.push_screen(ReviewScreen(self.run))
+
+    def action_notes(self) -> None:
+        from .notes import NotesDialog
+
+        self.app.push_screen(NotesDialog(self.run))
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 2:

@@ -20,9 +20,11 @@ PHASE_WORDS = {
     "paused": "paused",
     "waiting_for_disk": "paused: disk full",
     "stopped": "stopped",
+    "reverting": "reverting a kept change",
+    "retesting": "re-testing",
 }
 PURPOSE_WORDS = {"baseline": "baseline", "experiment": "", "confirm": "confirming with another seed",
-                 "repair": "the agent's fix"}
+                 "repair": "the agent's fix", "retest": "re-test, more seeds"}
 
 
 def _clock(seconds: float | None) -> str:
