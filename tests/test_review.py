@@ -192,3 +192,45 @@ def test_cli_review_export_note(run: RunDir, tmp_path: Path) -> None:
     assert out.exit_code == 0 and "1. [" in out.output
     out = cli.invoke(main, ["export", str(run.path)])
     assert out.exit_code == 2 and "--patch FILE or --branch NAME" in out.output
+
+
+def test_a_revert_never_touches_work_the_engine_did_not_make(run: RunDir) -> None:
+    run.script.write_text(run.script.read_text() + "\n# my own edit\n")
+    with pytest.raises(ReviewError, match="holds work the engine did not make"):
+        request_revert(run, 37)
+    assert run.script.read_text().endswith("# my own edit\n")  # kept
+    assert Ledger(run.path, writable=False).best().index == 37
+
+
+def test_a_retest_updates_the_gain_and_its_confidence(run: RunDir) -> None:
+    from autoresearch.engine.events import Remeasured, TrainingFinished
+
+    before = {c.index: c for c in kept_changes(Ledger(run.path, writable=False))}[1]
+    ledger = Ledger(run.path)
+    parent_val = ledger.experiment(0).val_bpb
+    ledger.append_many([TrainingFinished(index=1, seed=5, outcome="ok", val_bpb=parent_val - 0.001),
+                        Remeasured(index=1, val_bpb=parent_val - 0.004, seeds=1)])
+    after = {c.index: c for c in kept_changes(Ledger(run.path, writable=False))}[1]
+    assert after.seeds == before.seeds + 1 and after.delta == pytest.approx(-0.004)
+    assert after.confidence == pytest.approx(0.004 / 0.0007)
+
+
+def test_branch_in_an_empty_repository_and_in_a_subfolder(run: RunDir, tmp_path: Path) -> None:
+    mark(run, 1, "accept")
+    series = build(run)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q", "-b", "main")
+    assert len(write_branch(series, "night", empty)) == 2  # the baseline, then the change
+    assert git(empty, "show", "night:train.py") == series.final
+    mono = tmp_path / "mono"
+    (mono / "models" / "gpt").mkdir(parents=True)
+    git(mono, "init", "-q", "-b", "main")
+    script = mono / "models" / "gpt" / "train.py"
+    script.write_text(series.baseline)
+    script.chmod(0o755)
+    git(mono, "add", ".")
+    git(mono, "-c", "user.name=u", "-c", "user.email=u@x", "commit", "-q", "-m", "mine")
+    assert len(write_branch(series, "night", mono / "models", "gpt/train.py")) == 1  # already the baseline
+    assert git(mono, "show", "night:models/gpt/train.py") == series.final
+    assert git(mono, "ls-tree", "night", "models/gpt/train.py").split()[0] == "100755"

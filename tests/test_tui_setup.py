@@ -132,3 +132,24 @@ def test_setup_snapshot(tmp_path: Path) -> None:
         compare("setup-100x60", run_async(main()))
     finally:
         os.chdir(old)
+
+
+def test_no_network_says_so_and_offers_stdlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prepare a hub dataset with no network (a hub endpoint that refuses connections): the screen says why
+    and offers stdlib; Start stays off."""
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+
+    async def main() -> None:
+        app = make_app(tmp_path / "runs")
+        async with app.run_test(size=(120, 60)) as pilot:
+            setup = await open_setup(pilot, app, SetupScreen(
+                tmp_path / "runs", planner=planner("http://127.0.0.1:9", tmp_path / "data", prepared=False)))
+            setup.query_one("#dataset").value = "tinystories"
+            await until(pilot, lambda: "TinyStories" in screen_text(app) and setup.query_one("#prepare").display,
+                        what="tinystories not prepared")
+            setup.query_one("#prepare").press()
+            await until(pilot, lambda: "could not be prepared" in screen_text(app), timeout=120, what="the failure")
+            text = screen_text(app)
+            assert "stdlib needs no network: choose it to start tonight" in text
+            assert setup.query_one("#start").disabled and setup.query_one("#prepare").display  # it can be tried again
+    run_async(main())

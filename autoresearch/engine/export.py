@@ -1,9 +1,10 @@
 """Taking a run's changes home: a patch file, or a git branch with one commit per change.
 
 The selection is the accepted changes (the review's verdicts) or every kept change; a reverted change is never
-in it. The changes are applied in the order they were kept, each as the diff its experiment made, to the
-baseline train.py, all of them first in a scratch directory: when one does not apply without a change left out
-before it, the export stops and names both, and nothing is written (never half an export).
+in it. The changes are applied in the order they were kept, each as the edit its experiment made
+(:func:`~autoresearch.engine.merge.apply_change`), to the baseline train.py, all of them in memory first: when
+one does not apply without a change left out before it, the export stops and names both, and nothing is
+written (never half an export).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .ledger import Ledger
-from .review import KeptChange, ReviewError, apply_patch, change_diff, exact_script, kept_changes
+from .merge import apply_change
+from .review import KeptChange, ReviewError, exact_script, kept_changes
 from .rundir import SCRIPT, RunDir
 
 SELECTIONS = ("accepted", "all-kept")
@@ -76,7 +78,7 @@ def build(run: RunDir, which: str = "accepted") -> Series:
     steps = []
     for change in chosen:
         assert change.parent is not None
-        after = apply_patch(source, change_diff(run, change.parent, change.commit))
+        after = apply_change(source, exact_script(run, change.parent), exact_script(run, change.commit))
         if after is None:
             before = [c for c in left_out if c.index < change.index]
             why = ", ".join(f"{c.index} ({'reverted' if c.reverted_by is not None else c.verdict})" for c in before)
@@ -125,6 +127,9 @@ def write_branch(series: Series, name: str, repo: Path | None = None, file: str 
     git = _Git(target)
     if not git.ok("rev-parse", "--git-dir"):
         raise ReviewError(f"{target} is not a git repository (git init it, or name another with --repo)")
+    if repo is not None:  # ``file`` is relative to the folder named; git's paths below are from the root
+        file = git.out("rev-parse", "--show-prefix") + file
+    git = _Git(Path(git.out("rev-parse", "--show-toplevel")))
     if not git.ok("check-ref-format", "--branch", name):
         raise ReviewError(f"{name!r} is not a valid branch name")
     if git.ok("rev-parse", "--verify", "--quiet", f"refs/heads/{name}"):
@@ -133,8 +138,13 @@ def write_branch(series: Series, name: str, repo: Path | None = None, file: str 
         parent: str | None = series.baseline_commit
         current = series.baseline
     else:
-        parent = git.out("rev-parse", "--verify", "--quiet", "HEAD^{commit}") or None
+        parent = git.out("rev-parse", "--verify", "HEAD^{commit}") if git.ok("rev-parse", "--verify", "--quiet",
+                                                                             "HEAD^{commit}") else None  # none yet
         current = git.out("show", f"{parent}:{file}", strip=False) if parent and git.ok("cat-file", "-e", f"{parent}:{file}") else None
+    mode = "100644"
+    if parent:
+        listed = git.out("ls-tree", parent, "--", file).split()
+        mode = listed[0] if listed and listed[0] in ("100644", "100755") else mode  # an executable script stays one
     commits: list[str] = []
     todo = [] if current == series.baseline else [(f"{file}: the baseline of autoresearch run {series.run.tag}", series.baseline)]
     todo += [(s.message, s.source) for s in series.steps]
@@ -143,12 +153,12 @@ def write_branch(series: Series, name: str, repo: Path | None = None, file: str 
         for message, source in todo:
             blob = git.out("hash-object", "-w", "--stdin", input=source)
             git.out("read-tree", *([parent] if parent else ["--empty"]), env=env)
-            git.out("update-index", "--add", "--cacheinfo", f"100644,{blob},{file}", env=env)
+            git.out("update-index", "--add", "--cacheinfo", f"{mode},{blob},{file}", env=env)
             tree = git.out("write-tree", env=env)
             parent = git.out("commit-tree", tree, *(["-p", parent] if parent else []), "-m", message, env=env)
             commits.append(parent)
     assert parent is not None
-    git.out("update-ref", f"refs/heads/{name}", parent, "0" * 40)  # fails rather than move a branch made meanwhile
+    git.out("update-ref", f"refs/heads/{name}", parent, "")  # "": it must not exist (never moves a branch made meanwhile)
     return commits
 
 

@@ -357,7 +357,6 @@ class Ledger:
             return []
         blob = b"".join(chunks)
         with self._lock:
-            self._ensure_loaded()
             new_dir = not self.dir.is_dir()
             self.dir.mkdir(parents=True, exist_ok=True)
             if new_dir:
@@ -365,7 +364,10 @@ class Ledger:
             created = not self.path.exists()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # writers take turns: the engine and a client (a review mark, a note)
+                # Writers take turns (the engine, a client's review mark or note), and a first load, which may
+                # repair a torn tail, happens under the lock too: never while another writer is mid-line.
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._ensure_loaded()
                 size = os.fstat(fd).st_size
                 if size != self._offset:  # someone else appended (or damaged the tail): catch up first
                     self._read_new()

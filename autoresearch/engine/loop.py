@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import git
+
 from .. import __version__
 from ..agent.base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal, as_agent
 from ..backends import agent_env
@@ -34,9 +36,7 @@ from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrup
 from .ledger import Ledger
 from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
-from .rundir import RunDir, RunError, RunLock, script_hash
-
-PENDING = "pending"  # marker: train.py is being rewritten for this experiment index
+from .rundir import PENDING, RunDir, RunError, RunLock, script_hash
 
 
 @dataclass
@@ -646,6 +646,8 @@ class Engine:
                 outcome = self._obey(msg)
                 sent = msg.get("ts")
                 args = {k: msg[k] for k in ("index", "seeds") if k in msg} or None
+                if msg["command"] == "retest" and args is not None:
+                    args.setdefault("seeds", review.DEFAULT_RETEST_SEEDS)  # what it will do, recorded
                 self.ledger.append(ControlTaken(command=msg["command"], id=msg.get("id"), outcome=outcome, args=args,
                                                 sent=float(sent) if isinstance(sent, (int, float)) else None))
 
@@ -700,28 +702,28 @@ class Engine:
         for req in self.ledger.requests():
             if self._stop or self._paused:
                 return
-            if req.command == "revert":
-                self._phase("reverting", req.index)
-                try:
+            try:
+                if req.command == "revert":
+                    self._phase("reverting", req.index)
                     rev = review.apply_revert(self.run_dir, self.ledger, req.index, request=req.id)
-                except review.ReviewError as e:
-                    self.ledger.append(ControlTaken(command="revert", id=req.id, outcome=f"failed: {e}",
-                                                    args={"index": req.index}))
-                    self.log(f"revert of experiment {req.index} failed: {e}")
-                    continue
-                self.log(f"[exp {rev.index}] reverted experiment {req.index}: {rev.reason}")
-            else:
-                self._retest(req.index, req.seeds, request=req.id)
+                    self.log(f"[exp {rev.index}] reverted experiment {req.index}: {rev.reason}")
+                else:
+                    self._retest(req.index, req.seeds, request=req.id)
+            except (review.ReviewError, RunError, OSError, git.GitCommandError) as e:  # never a request that fails forever
+                self.ledger.append(ControlTaken(command=req.command, id=req.id, outcome=f"failed: {e}",
+                                                args={"index": req.index}))
+                self.log(f"{req.command} of experiment {req.index} failed: {e}")
         best = self.ledger.best()
         if best is not None and best.val_bpb is None and not self._stop and not self._paused:
-            self._retest(best.index, self.options.baseline_seeds or self.policy.baseline_seeds)
+            trained = self._retest(best.index, self.options.baseline_seeds or self.policy.baseline_seeds)
             best = self.ledger.best()
-            if best is not None and best.val_bpb is None and not self._stop:
+            if best is not None and best.val_bpb is None and trained and not self._stop:
                 self.request_stop(reason=f"the best (experiment {best.index}) could not be measured: no training of it "
                                          f"succeeded (see its log); revert it or start a new run")
 
-    def _retest(self, index: int, seeds: int, request: str | None = None) -> None:
-        """``seeds`` more trainings of decided experiment ``index`` at its commit; then back to the best."""
+    def _retest(self, index: int, seeds: int, request: str | None = None) -> int:
+        """``seeds`` more trainings of decided experiment ``index`` at its commit; then back to the best. Returns
+        the trainings that ran to an outcome (a skip or a stop ends it early)."""
         exp = self.ledger.experiment(index)
         best = self.ledger.best()
         assert exp is not None and exp.commit and best is not None and best.commit
@@ -752,6 +754,7 @@ class Engine:
             self.ledger.write_results_tsv()
             figure = f"{mean:.6f}" if mean is not None else "no successful training"
             self.log(f"[exp {index}] val_bpb over {len(values)} seed(s): {figure}")
+        return added
 
     def _watch_control(self) -> None:
         while self._training:

@@ -14,16 +14,14 @@ its next experiment, so the policy never compares against a figure nobody measur
 
 from __future__ import annotations
 
-import subprocess
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import control
 from .events import Decision, ExperimentStarted, ReviewMarked
 from .experiments import Experiment
 from .ledger import Ledger
-from .rundir import SCRIPT, RunDir, RunError, RunLock, script_hash
+from .merge import apply_change, changed_lines
+from .rundir import PENDING, SCRIPT, RunDir, RunError, RunLock, script_hash
 
 DEFAULT_RETEST_SEEDS = 2
 
@@ -76,11 +74,15 @@ def kept_changes(ledger: Ledger) -> list[KeptChange]:
         if e.kind != "agent" or e.status != "keep" or not e.commit:
             continue
         parent = by_commit.get(e.parent)
+        delta = e.delta
+        if parent is not None and (e.remeasured or parent.remeasured) and e.val_bpb is not None \
+                and parent.val_bpb is not None:
+            delta = e.val_bpb - parent.val_bpb  # re-tested: against the figures as they are now
         test_delta = (e.test_bpb - parent.test_bpb) if parent is not None and e.test_bpb is not None \
             and parent.test_bpb is not None else None
         out.append(KeptChange(
             index=e.index, description=e.description, commit=e.commit, parent=e.parent,
-            parent_index=parent.index if parent is not None else None, val_bpb=e.val_bpb, delta=e.delta, sigma=sigma,
+            parent_index=parent.index if parent is not None else None, val_bpb=e.val_bpb, delta=delta, sigma=sigma,
             seeds=len(e.ok_values), test_bpb=e.test_bpb, test_delta=test_delta, training_seconds=e.training_seconds,
             memory_gb=e.memory_gb, verdict=e.verdict, reverted_by=e.reverted_by))
     return out
@@ -150,24 +152,35 @@ def apply_revert(run: RunDir, ledger: Ledger, index: int, request: str | None = 
     """Commit the best minus change ``index`` and record it as a kept ``revert`` experiment; returns it.
 
     The caller holds the run's lock (the engine, or :func:`request_revert`). Raises ReviewError when the change
-    cannot be taken back cleanly (a later kept change rewrote the same lines): nothing is changed then.
+    cannot be taken back cleanly (a later kept change rewrote its lines), or when the run's tree holds work that
+    is not the engine's: nothing is changed then. The commit is made between PENDING marks, as the loop's own
+    (a kill in between is undone when the run resumes).
     """
     exp = _revertable(ledger, index)
     best = ledger.best()
-    if best is None or not best.commit or not exp.parent:
+    if best is None or not best.commit or not exp.parent or not exp.commit:
         raise ReviewError("the run has no best to revert from")
+    foreign, head = run.foreign_changes(), run.head()
+    if foreign or (head != best.commit and not run.is_experiment_commit(head)):
+        what = ", ".join(foreign) if foreign else f"a commit of its own ({head[:7]})"
+        raise ReviewError(f"{run.path} holds work the engine did not make ({what}): keep it elsewhere and "
+                          f"`git -C {run.path} reset --hard {best.commit[:7]}`, then revert again")
     run.reset_to(best.commit)
-    source = apply_patch(exact_script(run, best.commit), change_diff(run, exp.parent, exp.commit), reverse=True)
+    change = (exact_script(run, exp.parent), exact_script(run, exp.commit))
+    source = apply_change(exact_script(run, best.commit), change[1], change[0])
     if source is None:
-        added = _lines(change_diff(run, exp.parent, exp.commit), "+")
+        added = changed_lines(*change)[1]
         later = [e.index for e in ledger.experiments() if e.kind == "agent" and e.status == "keep" and e.index > index
-                 and e.parent and e.reverted_by is None and added & _lines(change_diff(run, e.parent, e.commit), "-")]
+                 and e.parent and e.commit and e.reverted_by is None
+                 and added & changed_lines(exact_script(run, e.parent), exact_script(run, e.commit))[0]]
         raise ReviewError(f"experiment {index} cannot be taken back cleanly: later kept change(s) "
                           f"{', '.join(map(str, later)) or '?'} rewrote its lines. Revert those first.")
     new_index = ledger.next_index()
     sha = script_hash(source)
     same = next((e for e in reversed(ledger.experiments()) if e.status == "keep" and e.val_bpb is not None and e.commit
                  and (e.script_sha256 or script_hash(exact_script(run, e.commit))) == sha), None)
+    pending = run.state / PENDING
+    pending.write_text(str(new_index))
     commit = run.commit_script(source, f"revert experiment {index}: {exp.description}"[:200], new_index)
     reason = f"experiment {index} reverted by the user"
     reason += f"; the same script as experiment {same.index}, its figures" if same else "; to be measured"
@@ -180,43 +193,16 @@ def apply_revert(run: RunDir, ledger: Ledger, index: int, request: str | None = 
     delta = (val - best.val_bpb) if val is not None and best.val_bpb is not None else None
     ledger.append_many([started, Decision(index=new_index, status="keep", val_bpb=val, delta=delta, reason=reason,
                                           test_bpb=same.test_bpb if same else None)])
+    pending.unlink(missing_ok=True)
     ledger.write_results_tsv()
     result = ledger.experiment(new_index)
     assert result is not None
     return result
 
 
-def _lines(diff: str, sign: str) -> set[str]:
-    """The lines a diff adds (``+``) or removes (``-``)."""
-    return {ln[1:].strip() for ln in diff.splitlines() if ln.startswith(sign) and not ln.startswith(sign * 3)}
-
-
 def exact_script(run: RunDir, sha: str) -> str:
     """train.py at ``sha``, byte for byte (its final newline included)."""
     return run.repo.git.show(f"{sha}:{SCRIPT}", strip_newline_in_stdout=False)
-
-
-def change_diff(run: RunDir, parent: str, commit: str) -> str:
-    """The git diff of train.py from ``parent`` to ``commit`` (what ``git apply`` takes)."""
-    return run.repo.git.diff(parent, commit, "--", SCRIPT, strip_newline_in_stdout=False)
-
-
-def apply_patch(source: str, diff: str, *, reverse: bool = False) -> str | None:
-    """``source`` (a train.py) with ``diff`` applied by ``git apply``, or None when it does not apply.
-
-    First with the diff's whole context; then with none (``-C0``: the lines the change removes must still be
-    there, near where they were), so a change next to one that was left out (two neighbouring constants) still
-    applies, while a change to lines that are no longer there never does.
-    """
-    with tempfile.TemporaryDirectory(prefix="autoresearch-patch-") as tmp:
-        target = Path(tmp) / SCRIPT
-        for context in ([], ["-C0"]):
-            target.write_text(source)
-            args = ["git", "apply", "--whitespace=nowarn", *context, *(["-R"] if reverse else []), "-"]
-            done = subprocess.run(args, cwd=tmp, input=diff, text=True, capture_output=True)
-            if done.returncode == 0:
-                return target.read_text()
-        return None
 
 
 def format_review(changes: list[KeptChange]) -> str:

@@ -29,6 +29,7 @@ from ..paths import STATE_DIR as STATE
 SCRIPT = "train.py"
 GITIGNORE = f"/{STATE}/\n__pycache__/\n"
 EXP_REF = "refs/autoresearch/exp/{index:04d}"
+PENDING = "pending"  # in the state directory while train.py is being committed for an experiment (see loop._recover)
 
 
 class RunError(Exception):

@@ -359,9 +359,15 @@ class ExportDialog(ModalScreen[str | None]):
             name.value = f"{self.run.tag}-{suffix}"
         self.query_one("#repo", Input).disabled = self.query_one("#kind", Select).value == "patch"
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the name or the repository: export, as the button does."""
+        self.query_one("#go", Button).press()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "cancel":
             self.dismiss(None)
+            return
+        if event.button.disabled:
             return
         name = self.query_one("#name", Input).value.strip()
         if not name:
