@@ -215,7 +215,8 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
         open_app(run_dir, runs_dir=runs, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")))
         return
     engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"]), log=_stamp)
-    engine.log(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}")
+    fresh = created or not engine.ledger.events()  # (a run the app created has no events yet: not a resume)
+    engine.log(f"{'starting new' if fresh else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
     engine.log(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
                f"{prof.get('time_budget', 0):.0f}s per experiment, data {cfg.get('dataset')}, policy {cfg.get('policy')}")

@@ -47,7 +47,7 @@ def test_launch_detached_runs_the_engine_in_its_own_session(tmp_path: Path, stdl
         events = Ledger(run.path, writable=False).events()
         assert any(e["event"] == "run_started" and e["pid"] == pid for e in events)
         log = (run.state / "engine.log").read_text()
-        assert "launching: " in log and "resuming run live" in log  # what headless prints lands in engine.log
+        assert "launching: " in log and "starting new run live" in log  # what headless prints lands in engine.log
         wait_for(lambda: "[exp 0] baseline" in (run.state / "engine.log").read_text())
         with pytest.raises(LaunchError, match="already running"):
             launch_detached(run)
