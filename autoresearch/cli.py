@@ -259,11 +259,13 @@ def _check_agent(agent: Any, pull: bool, wait_if_down: bool = False) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the run and its experiments.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
 def status(run_ref: str | None, as_json: bool, runs_dir: Path | None) -> None:
-    """The results table of a run (default: the most recent)."""
-    from .engine.status import format_status, run_status
+    """The results table of a run (default: the most recent), or of a results.tsv file (upstream's too)."""
+    from .engine.status import format_status, run_status, tsv_status
 
-    run_dir = _resolve(run_ref, runs_dir)
-    report = run_status(run_dir)
+    tsv = Path(run_ref) if run_ref and run_ref.endswith(".tsv") else None
+    if tsv is not None and not tsv.is_file():
+        raise click.BadParameter(f"{tsv} is not a file", param_hint="RUN")
+    report = tsv_status(tsv) if tsv is not None else run_status(_resolve(run_ref, runs_dir))
     click.echo(json.dumps(report, indent=2, default=str) if as_json else format_status(report))
 
 

@@ -1,9 +1,13 @@
-"""`autoresearch status`: a run's state and results table, from the read model (read-only, any process)."""
+"""`autoresearch status`: a run's state and results table, from the read model (read-only, any process), or
+from a results.tsv alone (upstream autoresearch's, or one of ours copied away from its run)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
+from .results import read_results_tsv
 from .rundir import RunDir, RunError
 from .view import RunView, experiment_status
 
@@ -51,6 +55,34 @@ def run_status(run: RunDir) -> dict[str, Any]:
     }
 
 
+def tsv_status(path: Path) -> dict[str, Any]:
+    """The same report from a results.tsv alone: upstream autoresearch's (5 columns) or one of ours without its
+    run directory. Deltas the file does not carry are against the best before each row (upstream's rule)."""
+    rows = read_results_tsv(path)
+    if not rows:
+        raise RunError(f"{path} has no results (an empty file, or not a results.tsv)")
+    experiments, counts = [], Counter(r.status or "?" for r in rows)
+    best_row = None
+    for r in rows:
+        delta = r.delta
+        if delta is None and r.val_bpb is not None and best_row is not None and r.status in ("keep", "discard"):
+            delta = r.val_bpb - best_row.val_bpb
+        experiments.append({"index": r.index, "commit": r.commit[:7], "status": r.status, "val_bpb": r.val_bpb,
+                            "delta": delta, "description": r.description, "training_seconds": r.training_seconds,
+                            "memory_gb": r.memory_gb, "seeds": r.seeds, "test_bpb": r.test_bpb, "reason": ""})
+        if r.status == "keep" and r.val_bpb is not None:
+            best_row = r
+    baseline = rows[0].val_bpb if rows[0].status == "keep" else None
+    return {
+        "run": path.parent.name if path.name == "results.tsv" else path.stem, "path": str(path),
+        "state": "recorded", "phase": None, "source": "results.tsv", "profile": None, "backend": None,
+        "dataset": None, "policy": None,
+        "best": {"index": best_row.index, "val_bpb": best_row.val_bpb, "commit": best_row.commit[:7]} if best_row else None,
+        "baseline_val_bpb": baseline, "noise_sigma": None, "counts": dict(counts), "agent": {},
+        "experiments": experiments,
+    }
+
+
 def _num(v: float | None, fmt: str) -> str:
     return format(v, fmt) if v is not None else "-"
 
@@ -61,8 +93,11 @@ def _short(text: str, width: int = 90) -> str:
 
 
 def format_status(r: dict[str, Any]) -> str:
-    lines = [f"run {r['run']} ({r['state']}) — {r['path']}",
-             f"profile {r['profile']}, {r['backend']}, data {r['dataset']}, policy {r['policy']}"]
+    lines = [f"run {r['run']} ({r['state']}) — {r['path']}"]
+    if r.get("source") == "results.tsv":
+        lines.append("read from a results.tsv alone (no run directory: no noise estimate, no agent, no diffs)")
+    else:
+        lines.append(f"profile {r['profile']}, {r['backend']}, data {r['dataset']}, policy {r['policy']}")
     best, base = r["best"], r["baseline_val_bpb"]
     if best:
         gain = f", {best['val_bpb'] - base:+.6f} vs baseline" if base is not None and best["val_bpb"] is not None else ""
