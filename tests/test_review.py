@@ -19,7 +19,8 @@ from autoresearch.engine import control, notes
 from autoresearch.engine.events import ControlTaken
 from autoresearch.engine.export import ExportConflict, build, write_branch, write_patch
 from autoresearch.engine.ledger import Ledger
-from autoresearch.engine.review import ReviewError, apply_revert, exact_script, kept_changes, mark, request_revert
+from autoresearch.engine.diffs import script_at
+from autoresearch.engine.review import ReviewError, apply_revert, kept_changes, mark, request_revert
 from autoresearch.engine.rundir import RunDir, RunLock
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -69,10 +70,10 @@ def test_patch_of_all_kept_applies_to_the_baseline_and_gives_the_best(run: RunDi
     work = tmp_path / "work"
     work.mkdir()
     baseline = Ledger(run.path, writable=False).experiments()[0].commit
-    (work / "train.py").write_text(exact_script(run, baseline))
+    (work / "train.py").write_text(script_at(run, baseline))
     subprocess.run(["git", "apply", str(patch)], cwd=work, check=True)
     best = Ledger(run.path, writable=False).best()
-    assert (work / "train.py").read_text() == exact_script(run, best.commit)
+    assert (work / "train.py").read_text() == script_at(run, best.commit)
     assert "experiment 37" in patch.read_text().split("diff --git")[0]
 
 
@@ -129,7 +130,7 @@ def test_revert_without_an_engine_is_made_at_once(run: RunDir) -> None:
     assert rev.kind == "revert" and rev.reverts == 37 and rev.parent == before.commit
     parent = ledger.experiment(21)
     assert rev.val_bpb == parent.val_bpb and "experiment 21, its figures" in rev.reason
-    assert run.head() == rev.commit and run.script.read_text() == exact_script(run, parent.commit)
+    assert run.head() == rev.commit and run.script.read_text() == script_at(run, parent.commit)
     assert ledger.experiment(37).reverted_by == rev.index
     with pytest.raises(ReviewError, match="already reverted"):
         request_revert(run, 37)

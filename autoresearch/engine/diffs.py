@@ -35,8 +35,8 @@ class ExperimentDiff:
 
 
 def script_at(run: RunDir, sha: str) -> str:
-    """train.py as committed in ``sha``."""
-    return run.repo.git.show(f"{sha}:{SCRIPT}")
+    """train.py as committed in ``sha``, byte for byte (its final newline included)."""
+    return run.repo.git.show(f"{sha}:{SCRIPT}", strip_newline_in_stdout=False)
 
 
 def experiment_diff(run: RunDir, commit: str, parent: str | None, context: int = 3) -> ExperimentDiff:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from .ledger import Ledger
 from .merge import apply_change
-from .review import KeptChange, ReviewError, exact_script, kept_changes
+from .diffs import script_at
+from .review import KeptChange, ReviewError, kept_changes
 from .rundir import SCRIPT, RunDir
 
 SELECTIONS = ("accepted", "all-kept")
@@ -74,11 +75,11 @@ def build(run: RunDir, which: str = "accepted") -> Series:
         raise ReviewError("the run has no baseline commit")
     chosen_ix = {c.index for c in chosen}
     left_out = [c for c in kept_changes(ledger) if c.index not in chosen_ix]
-    source = exact_script(run, baseline.commit)
+    source = baseline_script = script_at(run, baseline.commit)
     steps = []
     for change in chosen:
         assert change.parent is not None
-        after = apply_change(source, exact_script(run, change.parent), exact_script(run, change.commit))
+        after = apply_change(source, script_at(run, change.parent), script_at(run, change.commit))
         if after is None:
             before = [c for c in left_out if c.index < change.index]
             why = ", ".join(f"{c.index} ({'reverted' if c.reverted_by is not None else c.verdict})" for c in before)
@@ -87,7 +88,7 @@ def build(run: RunDir, which: str = "accepted") -> Series:
                                  f"{change.index} out. Nothing was exported.")
         source = after
         steps.append(Step(change, source))
-    return Series(run, exact_script(run, baseline.commit), baseline.commit, steps)
+    return Series(run, baseline_script, baseline.commit, steps)
 
 
 def write_patch(series: Series, path: Path) -> Path:
@@ -167,14 +168,17 @@ class _Git:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._identity: dict[str, str] | None = None  # asked of git once, on the first command that needs an env
 
     def _env(self, extra: dict[str, str] | None) -> dict[str, str]:
+        if self._identity is None:
+            who = "autoresearch", "autoresearch@localhost"
+            self._identity = {} if self.ok("config", "user.email") else {
+                "GIT_AUTHOR_NAME": who[0], "GIT_AUTHOR_EMAIL": who[1], "GIT_COMMITTER_NAME": who[0],
+                "GIT_COMMITTER_EMAIL": who[1]}
         env = dict(os.environ, **(extra or {}))
-        if not self.ok("config", "user.email"):
-            env.setdefault("GIT_AUTHOR_NAME", "autoresearch")
-            env.setdefault("GIT_AUTHOR_EMAIL", "autoresearch@localhost")
-            env.setdefault("GIT_COMMITTER_NAME", "autoresearch")
-            env.setdefault("GIT_COMMITTER_EMAIL", "autoresearch@localhost")
+        for key, value in self._identity.items():
+            env.setdefault(key, value)
         return env
 
     def ok(self, *args: str) -> bool:

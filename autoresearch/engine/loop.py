@@ -690,7 +690,7 @@ class Engine:
         if not isinstance(index, int) or (msg["command"] == "retest" and (not isinstance(seeds, int) or seeds < 1)):
             return "refused: it needs an experiment index (and a retest a number of seeds)"
         try:
-            (review._revertable if msg["command"] == "revert" else review._kept)(self.ledger, index)
+            (review.revertable_experiment if msg["command"] == "revert" else review.kept_experiment)(self.ledger, index)
         except review.ReviewError as e:
             self.log(f"{msg['command']} refused: {e}")
             return f"refused: {e}"

@@ -20,8 +20,9 @@ from . import control
 from .events import Decision, ExperimentStarted, ReviewMarked
 from .experiments import Experiment
 from .ledger import Ledger
+from .diffs import script_at
 from .merge import apply_change, changed_lines
-from .rundir import PENDING, SCRIPT, RunDir, RunError, RunLock, script_hash
+from .rundir import PENDING, RunDir, RunError, RunLock, script_hash
 
 DEFAULT_RETEST_SEEDS = 2
 
@@ -88,7 +89,7 @@ def kept_changes(ledger: Ledger) -> list[KeptChange]:
     return out
 
 
-def _kept(ledger: Ledger, index: int) -> Experiment:
+def kept_experiment(ledger: Ledger, index: int) -> Experiment:
     exp = ledger.experiment(index)
     if exp is None:
         raise ReviewError(f"the run has no experiment {index}")
@@ -101,7 +102,7 @@ def _kept(ledger: Ledger, index: int) -> Experiment:
 def mark(run: RunDir, index: int, verdict: str) -> None:
     """Record the user's verdict on kept change ``index`` (accept, reject, or unreviewed to take it back)."""
     ledger = Ledger(run.path)
-    _kept(ledger, index)
+    kept_experiment(ledger, index)
     ledger.append(ReviewMarked(index=index, verdict=verdict))
 
 
@@ -113,7 +114,7 @@ def request_retest(run: RunDir, index: int, seeds: int = DEFAULT_RETEST_SEEDS) -
     Returns what happens, for the user."""
     if seeds < 1:
         raise ReviewError("a re-test needs at least one seed")
-    _kept(Ledger(run.path, writable=False), index)
+    kept_experiment(Ledger(run.path, writable=False), index)
     control.send(run.state, "retest", index=index, seeds=seeds)
     if RunLock(run).is_held():
         return f"re-test of experiment {index} ({seeds} seed(s)) queued: the engine runs it before its next experiment"
@@ -126,7 +127,7 @@ def request_retest(run: RunDir, index: int, seeds: int = DEFAULT_RETEST_SEEDS) -
 def request_revert(run: RunDir, index: int) -> str:
     """Take kept change ``index`` back: at once when no engine runs the run, else at its next boundary."""
     ledger = Ledger(run.path, writable=False)
-    _revertable(ledger, index)
+    revertable_experiment(ledger, index)
     lock = RunLock(run)
     try:
         lock.acquire()
@@ -141,8 +142,8 @@ def request_revert(run: RunDir, index: int) -> str:
         "" if rev.val_bpb is not None else "; the engine measures it when the run is resumed")
 
 
-def _revertable(ledger: Ledger, index: int) -> Experiment:
-    exp = _kept(ledger, index)
+def revertable_experiment(ledger: Ledger, index: int) -> Experiment:
+    exp = kept_experiment(ledger, index)
     if exp.reverted_by is not None:
         raise ReviewError(f"experiment {index} was already reverted (by experiment {exp.reverted_by})")
     return exp
@@ -156,7 +157,7 @@ def apply_revert(run: RunDir, ledger: Ledger, index: int, request: str | None = 
     is not the engine's: nothing is changed then. The commit is made between PENDING marks, as the loop's own
     (a kill in between is undone when the run resumes).
     """
-    exp = _revertable(ledger, index)
+    exp = revertable_experiment(ledger, index)
     best = ledger.best()
     if best is None or not best.commit or not exp.parent or not exp.commit:
         raise ReviewError("the run has no best to revert from")
@@ -166,19 +167,19 @@ def apply_revert(run: RunDir, ledger: Ledger, index: int, request: str | None = 
         raise ReviewError(f"{run.path} holds work the engine did not make ({what}): keep it elsewhere and "
                           f"`git -C {run.path} reset --hard {best.commit[:7]}`, then revert again")
     run.reset_to(best.commit)
-    change = (exact_script(run, exp.parent), exact_script(run, exp.commit))
-    source = apply_change(exact_script(run, best.commit), change[1], change[0])
+    change = (script_at(run, exp.parent), script_at(run, exp.commit))
+    source = apply_change(script_at(run, best.commit), change[1], change[0])
     if source is None:
         added = changed_lines(*change)[1]
         later = [e.index for e in ledger.experiments() if e.kind == "agent" and e.status == "keep" and e.index > index
                  and e.parent and e.commit and e.reverted_by is None
-                 and added & changed_lines(exact_script(run, e.parent), exact_script(run, e.commit))[0]]
+                 and added & changed_lines(script_at(run, e.parent), script_at(run, e.commit))[0]]
         raise ReviewError(f"experiment {index} cannot be taken back cleanly: later kept change(s) "
                           f"{', '.join(map(str, later)) or '?'} rewrote its lines. Revert those first.")
     new_index = ledger.next_index()
     sha = script_hash(source)
     same = next((e for e in reversed(ledger.experiments()) if e.status == "keep" and e.val_bpb is not None and e.commit
-                 and (e.script_sha256 or script_hash(exact_script(run, e.commit))) == sha), None)
+                 and (e.script_sha256 or script_hash(script_at(run, e.commit))) == sha), None)
     pending = run.state / PENDING
     pending.write_text(str(new_index))
     commit = run.commit_script(source, f"revert experiment {index}: {exp.description}"[:200], new_index)
@@ -198,11 +199,6 @@ def apply_revert(run: RunDir, ledger: Ledger, index: int, request: str | None = 
     result = ledger.experiment(new_index)
     assert result is not None
     return result
-
-
-def exact_script(run: RunDir, sha: str) -> str:
-    """train.py at ``sha``, byte for byte (its final newline included)."""
-    return run.repo.git.show(f"{sha}:{SCRIPT}", strip_newline_in_stdout=False)
 
 
 def format_review(changes: list[KeptChange]) -> str:

@@ -38,6 +38,7 @@ from ..widgets.history import HistoryTable
 from ..widgets.logview import LogView
 from ..widgets.plot import ProgressPlot
 from ..widgets.statusbar import StatusBar
+from . import run_config
 from .dialogs import ConfirmDialog, ErrorScreen
 
 NARROW_WIDTH = 110  # below this (or 30 lines) the panes take turns under the table
@@ -112,7 +113,7 @@ class Dashboard(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        cfg = _config(self.run)
+        cfg = run_config(self.run)
         prof = cfg.get("profile") or {}
         self.query_one("#runline", Static).update(Text.assemble(
             ("autoresearch ", "bold"), (f"{self.run.tag}", "bold cyan"),
@@ -424,10 +425,3 @@ class Dashboard(Screen[None]):
             self.app.pop_screen()
         else:
             self.app.action_open_picker()  # type: ignore[attr-defined]
-
-
-def _config(run: RunDir) -> dict:  # type: ignore[type-arg]
-    try:
-        return run.config()
-    except Exception:  # shown as an error by the poller; the header just stays short
-        return {}

@@ -17,6 +17,7 @@ from ...engine import notes as notes_mod
 from ...engine.experiments import Note
 from ...engine.rundir import RunDir, RunError
 from .. import keys
+from . import run_config
 
 
 class NotesRead(Message):
@@ -36,7 +37,7 @@ class NotesDialog(ModalScreen[None]):
         self.notes: list[Note] = []
 
     def compose(self) -> ComposeResult:
-        agent = (_config(self.run).get("agent") or "")
+        agent = (run_config(self.run).get("agent") or "")
         hint = ("The researcher reads these from its next proposal on, until you remove them."
                 if notes_mod.reads_notes(agent) else
                 f"This run's agent ({agent}) searches numbers: it ignores notes (an LLM agent reads them).")
@@ -96,10 +97,3 @@ class NotesDialog(ModalScreen[None]):
             self.post_message(NotesRead(notes_mod.notes(self.run), said))
         except (RunError, OSError) as e:
             self.post_message(NotesRead([], str(e), error=True))
-
-
-def _config(run: RunDir) -> dict:  # type: ignore[type-arg]
-    try:
-        return run.config()
-    except Exception:
-        return {}

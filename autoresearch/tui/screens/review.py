@@ -113,6 +113,7 @@ class ReviewScreen(Screen[None]):
         self._diff_for: int | None = None
         self.diff_shown: int | None = None  # the experiment whose diff is on screen
         self._first_load = True
+        self._ledger: Ledger | None = None  # read-only, kept: each look reads only what was appended since
 
     def compose(self) -> ComposeResult:
         yield Static(id="review-title")
@@ -139,7 +140,10 @@ class ReviewScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="kept")
     def _load(self) -> None:
         try:
-            changes = kept_changes(Ledger(self.run.path, writable=False))
+            if self._ledger is None:
+                self._ledger = Ledger(self.run.path, writable=False)
+            self._ledger.tail_new_events()
+            changes = kept_changes(self._ledger)
         except Exception as e:  # shown on the screen: a damaged ledger, a run moved away
             self.post_message(KeptLoaded([], f"{type(e).__name__}: {e}"))
             return
@@ -294,7 +298,7 @@ class ReviewScreen(Screen[None]):
             if result:
                 self.notify(result, timeout=12)
 
-        self.app.push_screen(ExportDialog(self.run), done)
+        self.app.push_screen(ExportDialog(self.run, self.changes), done)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -318,9 +322,10 @@ class ExportDialog(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel", id="export.cancel")]
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunDir, changes: list[KeptChange]) -> None:
         super().__init__()
         self.run = run
+        self.changes = changes  # as the review shows them (the export itself reads the run again)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="form"):
@@ -342,10 +347,7 @@ class ExportDialog(ModalScreen[str | None]):
                 yield Button("Cancel", id="cancel")
 
     def _summary(self) -> str:
-        try:
-            changes = [c for c in kept_changes(Ledger(self.run.path, writable=False)) if c.reverted_by is None]
-        except Exception:  # the export itself says what is wrong
-            return ""
+        changes = [c for c in self.changes if c.reverted_by is None]
         accepted = [str(c.index) for c in changes if c.verdict == "accept"]
         return (f"{len(accepted)} accepted ({', '.join(accepted) or 'none yet'}) of {len(changes)} kept; each change "
                 "is applied to the baseline train.py in order, and nothing is written if one does not apply.")
