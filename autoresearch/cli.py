@@ -161,18 +161,24 @@ def _stamp(line: str) -> None:
 @click.option("--backend", type=click.Choice(["torch", "mlx"]), help="Default: the profile's.")
 @click.option("--budget", type=float, help="Training seconds per experiment. Default: the profile's.")
 @click.option("--agent", "agent_spec", metavar="SPEC",
-              help="The researcher: ollama:MODEL, openai:MODEL, search (no LLM), plugin:module:factory. Not needed for the baseline alone.")
+              help="The researcher: ollama:MODEL, openai:MODEL, anthropic:MODEL, search (no LLM), plugin:module:factory, or "
+                   "baseline (train the baseline and stop). Default: the config's [agent] default, else the largest coder "
+                   "model in Ollama that fits, else search.")
+@click.option("--prompts", "prompts", type=click.Path(file_okay=False, path_type=Path),
+              help="Edited prompts for an LLM researcher (`autoresearch init-prompts DIR` makes a copy to edit).")
 @click.option("--llm-url", help="Base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1).")
 @click.option("--edit-format", "edit_formats", multiple=True, type=click.Choice(["search_replace", "whole_file", "knobs"]),
               help="How the LLM writes its change; repeat for a fallback chain. Default: chosen per model (config [agent]).")
 @click.option("--pull", is_flag=True, help="Pull a missing Ollama model without asking.")
 @click.option("--max-experiments", type=int, help="Stop after N more experiments have an outcome (a new run's first is the baseline).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True),
+              help="Stop within H hours: no experiment starts that would end later (e.g. --hours 8 before bed).")
 @click.option("--policy", type=click.Choice(["noise", "greedy"]),
               help="noise (default): keep only improvements clearly above the measured noise; greedy: upstream's rule.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where runs live. Default: ./runs or the config's.")
 def run(headless: bool, tag: str | None, dataset: str | None, backend: str | None, budget: float | None,
-        agent_spec: str | None, llm_url: str | None, edit_formats: tuple[str, ...], pull: bool,
-        max_experiments: int | None, policy: str | None, runs_dir: Path | None) -> None:
+        agent_spec: str | None, prompts: Path | None, llm_url: str | None, edit_formats: tuple[str, ...], pull: bool,
+        max_experiments: int | None, hours: float | None, policy: str | None, runs_dir: Path | None) -> None:
     """Create or resume a run and research until stopped.
 
     Without --headless the engine is started in the background (it keeps running when the app, the terminal or
@@ -189,32 +195,41 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     settings = config_mod.load()
     runs = runs_dir or settings.runs_dir
 
-    def agent_for(spec: str | None, url: str | None, resuming: bool = False) -> Any:
+    def agent_for(spec: str | None, url: str | None, resuming: bool = False, prompts_dir: str | None = None) -> Any:
         agent = load_agent(spec, config=settings.agent, base_url=url, host=settings.ollama_host,
-                           formats=list(edit_formats) or None) if spec else None
+                           formats=list(edit_formats) or None, prompts=prompts_dir) if spec else None
         _check_agent(agent, pull, wait_if_down=resuming)
         return agent
 
-    agent = agent_for(agent_spec, llm_url)  # a missing model or a dead server is said before anything is created
+    if agent_spec is None and not _existing_run(runs, tag):  # a new run researches with the best researcher here
+        agent_spec = _default_researcher(settings)
+    elif agent_spec == "baseline":
+        agent_spec = None
+    prompts_arg = str(prompts.expanduser().resolve()) if prompts else None
+    agent = agent_for(agent_spec, llm_url, prompts_dir=prompts_arg)  # a missing model or a dead server: said first
     run_dir, created = open_or_create(runs, tag, dataset=dataset, backend=backend, budget=budget, agent=agent_spec,
                                       llm_url=llm_url, policy=policy, profile_overrides=settings.profile_overrides,
-                                      data_root=settings.data_dir)
+                                      data_root=settings.data_dir, prompts=prompts_arg)
     cfg = run_dir.config()
-    if agent is None and cfg.get("agent"):
-        agent = agent_for(cfg["agent"], llm_url or cfg.get("llm_url"), resuming=True)  # the run's own agent
+    if agent is None and cfg.get("agent"):  # the run's own agent (and the prompts it was created with)
+        agent = agent_for(cfg["agent"], llm_url or cfg.get("llm_url"), resuming=True,
+                          prompts_dir=prompts_arg or cfg.get("prompts"))
     if not headless:
         from .engine.launch import launch_detached
         from .tui.launch import open_app
 
         extra = [*(["--agent", agent_spec] if agent_spec else []), *(["--llm-url", llm_url] if llm_url else []),
+                 *(["--prompts", prompts_arg] if prompts_arg else []),
                  *[f"--edit-format={f}" for f in edit_formats],
-                 *(["--max-experiments", str(max_experiments)] if max_experiments is not None else [])]
+                 *(["--max-experiments", str(max_experiments)] if max_experiments is not None else []),
+                 *(["--hours", str(hours)] if hours else [])]
         click.echo(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}; starting its engine...")
         pid = launch_detached(run_dir, extra)
         click.echo(f"engine running (pid {pid}); opening the dashboard")
         open_app(run_dir, runs_dir=runs, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")))
         return
-    engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"]), log=_stamp)
+    engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"],
+                                                       max_seconds=hours * 3600 if hours else None), log=_stamp)
     fresh = created or not engine.ledger.events()  # (a run the app created has no events yet: not a resume)
     engine.log(f"{'starting new' if fresh else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
@@ -224,6 +239,22 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     reason = engine.run()
     if reason.startswith("the baseline failed"):
         sys.exit(1)
+
+
+def _existing_run(runs: Path, tag: str | None) -> bool:
+    from . import paths
+
+    return bool(tag) and (Path(runs) / str(tag) / paths.STATE_DIR / "config.json").exists()
+
+
+def _default_researcher(settings: config_mod.Settings) -> str | None:
+    """The researcher for a run that names none (agent/choice.py), said with its reason."""
+    from .agent.choice import choose, memory_for_llm
+    from .hardware import detect
+
+    choice = choose(settings.agent.get("default"), settings.ollama_host, memory_for_llm(detect()))
+    _stamp(f"researcher: {choice.reason}" + ("" if choice.spec else " (the baseline alone)"))
+    return choice.spec
 
 
 def _check_agent(agent: Any, pull: bool, wait_if_down: bool = False) -> None:
@@ -445,6 +476,97 @@ def note(run_ref: str | None, text: str | None, remove: str | None, runs_dir: Pa
     else:
         for i, n in enumerate(current, 1):
             click.echo(f"  {i}. [{n.id}] {n.text}  ({(n.ts or '')[:16].replace('T', ' ')})")
+
+
+@main.command()
+@click.option("--minutes", type=click.FloatRange(min=1), help="The session's limit (default 4: under 5 minutes in all).")
+@click.option("--budget", type=click.FloatRange(min=2), help="Training seconds per experiment (default 10).")
+@click.option("--agent", "agent_spec", metavar="SPEC", help="The researcher (default: the best available, as `run`).")
+@click.option("--headless", is_flag=True, help="Plain lines instead of the dashboard.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def demo(minutes: float | None, budget: float | None, agent_spec: str | None, headless: bool, runs_dir: Path | None) -> None:
+    """A complete short research run on the built-in stdlib corpus: no download, no GPU, a few minutes."""
+    from . import demo as demo_mod
+    from .engine.loop import Engine, EngineOptions, install_signal_handlers
+    from .engine.status import format_status, run_status
+
+    settings = config_mod.load()
+    plan = demo_mod.plan(settings, runs_dir=runs_dir, agent=agent_spec, budget=budget, minutes=minutes, say=_stamp)
+    agent = load_agent_checked(plan.agent, settings)
+    for line in demo_mod.intro(plan):
+        _stamp(line)
+    run_dir = demo_mod.create(plan, settings)
+    limit = ["--hours", str(plan.minutes / 60)]
+    if not headless and _interactive():
+        from .engine.launch import launch_detached
+        from .tui.launch import open_app
+
+        _stamp(f"created run {run_dir.tag} in {run_dir.path}; its engine starts and the dashboard opens (q leaves "
+               "it; the engine stops by itself when the time is up)")
+        launch_detached(run_dir, limit)
+        open_app(run_dir, runs_dir=plan.runs_dir, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")))
+        from .engine.rundir import RunLock
+
+        if RunLock(run_dir).is_held():
+            click.echo(f"the demo's engine still runs (it stops by itself within {plan.minutes:.0f} minutes of its start): "
+                       f"`autoresearch watch {run_dir.tag}`; then `autoresearch report {run_dir.tag}`")
+            return
+    else:
+        engine = Engine(run_dir, agent, EngineOptions(max_seconds=plan.minutes * 60, policy="noise"), log=_stamp)
+        engine.log(f"starting new run {run_dir.tag} in {run_dir.path}")
+        install_signal_handlers(engine, headless=True, log=engine.log)
+        reason = engine.run()
+        if reason.startswith("the baseline failed"):
+            sys.exit(1)
+    click.echo("")
+    click.echo(format_status(run_status(run_dir)))
+    click.echo("")
+    from .engine.report import write_report
+
+    written = write_report(run_dir)
+    for line in demo_mod.outro(run_dir, (written.markdown, written.plot)):
+        _stamp(line)
+
+
+def load_agent_checked(spec: str, settings: config_mod.Settings) -> Any:
+    from .agent.factory import load_agent
+
+    agent = load_agent(spec, config=settings.agent, host=settings.ollama_host)
+    _check_agent(agent, pull=False)
+    return agent
+
+
+@main.command(name="init-prompts")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="prompts", required=False)
+@click.option("--force", is_flag=True, help="Overwrite prompts already there (default: keep them).")
+def init_prompts(directory: Path, force: bool) -> None:
+    """Copy the researcher's prompts into DIRECTORY (default ./prompts) to edit them; use them with --prompts."""
+    from .resources import copy_prompts, prompt_names
+
+    written = copy_prompts(directory, force=force)
+    kept = [n for n in prompt_names() if directory / n not in written]
+    click.echo(f"copied {len(written)} prompt(s) into {directory}" + (f"; kept your {', '.join(kept)}" if kept else ""))
+    click.echo(f"edit them, then: autoresearch run --agent ollama:MODEL --prompts {directory}   "
+               f"(or [agent] prompts = \"{directory.resolve()}\" in {config_mod.config_path()})")
+    click.echo("each experiment records the digest of the prompts it used, and the run keeps a copy of every version")
+
+
+@main.command()
+@click.argument("run_ref", metavar="[RUN | PATH/results.tsv]", required=False)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the report. Default: RUN/.autoresearch/report/, or ./report-NAME/ for a results.tsv.")
+@click.option("--html", is_flag=True, help="Also write report.html: one self-contained file with the plot embedded.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path))
+def report(run_ref: str | None, out: Path | None, html: bool, runs_dir: Path | None) -> None:
+    """Write the report of a run (default: the most recent) or of a results.tsv: report.md and progress.png."""
+    from .engine.report import build_report, summary_line, tsv_source, write_report
+
+    source = tsv_source(run_ref)
+    rep = build_report(source if source is not None else _resolve(run_ref, runs_dir))
+    files = write_report(rep, out, html=html)
+    names = ", ".join(p.name for p in (files.markdown, files.plot, files.html) if p is not None)
+    click.echo(f"wrote {names} in {files.directory}")
+    click.echo(summary_line(rep))
 
 
 _control_command("pause", "pause", "Pause a run after the current experiment.")

@@ -239,6 +239,11 @@ class ProfileError(ValueError):
     """An override that cannot work; the message says which and why."""
 
 
+def with_flags(config_overrides: dict[str, Any] | None, **flags: Any) -> dict[str, Any]:
+    """The config's ``[profile]`` values, then the flags that were given (an unset flag, None, keeps the config's)."""
+    return {**(config_overrides or {}), **{k: v for k, v in flags.items() if v is not None}}
+
+
 def apply_overrides(profile: Profile, overrides: dict[str, Any], hw: Hardware | None = None) -> Profile:
     """Return a copy with overrides applied (None values ignored) and validated."""
     given = {k: v for k, v in overrides.items() if v is not None}

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ledger import _events  # noqa: E402  (benchmarks/ledger.py: the synthetic night)
 
-from autoresearch.backends import REPO_ROOT  # noqa: E402
+from autoresearch.resources import template_path  # noqa: E402
 from autoresearch.engine.ledger import Ledger  # noqa: E402
 from autoresearch.engine.rundir import RunDir  # noqa: E402
 
@@ -41,7 +41,7 @@ OPEN_TARGET_S = 1.0
 def make_run(base: Path, experiments: int) -> RunDir:
     config = {"backend": "torch", "dataset": "climbmix", "policy": "noise", "seed": 0, "deadline_seconds": 420,
               "agent": "ollama:qwen3:8b", "profile": {"name": "datacenter-cuda", "time_budget": 300, "device": "cuda"}}
-    run = RunDir.create(base / "runs" / "long", (REPO_ROOT / "train_torch.py").read_text(), config, {})
+    run = RunDir.create(base / "runs" / "long", template_path("torch").read_text(), config, {})
     ledger = Ledger(run.path)
     ledger.append_many(_events(experiments, random.Random(0)))
     ledger.write_results_tsv()

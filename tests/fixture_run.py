@@ -14,12 +14,14 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.backends.knobs import read_knobs, set_knobs
 from autoresearch.engine.events import (Decision, ExperimentInterrupted, ExperimentStarted, NoiseEstimated,
                                         RunStarted, Stopped, TrainingFinished, TrainingStarted)
 from autoresearch.engine.ledger import Ledger
 from autoresearch.engine.rundir import RunDir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 UPSTREAM_TSV = REPO_ROOT.parent / "shared" / "data" / "upstream-mar8-results.tsv"
 START = datetime(2026, 3, 8, 22, 0, 0, tzinfo=timezone.utc)
@@ -68,7 +70,7 @@ def build(path: Path, *, experiments: int = 40, open_status: str | None = "confi
 
 
 def _build(path: Path, experiments: int, open_status: str | None, stopped: bool, worse_on_test: tuple[int, ...]) -> RunDir:
-    template = (REPO_ROOT / "train_torch.py").read_text()
+    template = template_path("torch").read_text()
     config = {"backend": "torch", "dataset": "climbmix", "policy": "noise", "seed": 0, "deadline_seconds": 420,
               "agent": "ollama:qwen2.5-coder:14b", "hardware_summary": "NVIDIA H100 80GB HBM3 (80 GB), 26 CPU threads",
               "profile": {"name": "datacenter-cuda", "time_budget": 300, "device": "cuda", "seq_len": 2048},

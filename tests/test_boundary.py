@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autoresearch.backends import REPO_ROOT, agent_env
+from autoresearch.backends import agent_env
+from autoresearch.resources import template_path
 from autoresearch.engine.policy import held_out_doubt
 from autoresearch.harness.prepare import Prepared
 from autoresearch.harness.sandbox import availability
@@ -23,7 +24,7 @@ from autoresearch.harness.session import HarnessConfig
 from autoresearch.training.runner import RunResult
 from autoresearch.training.trial import run_script
 
-TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
+TEMPLATE = template_path("torch").read_text()
 CONFINED = availability().confined
 needs_landlock = pytest.mark.skipif(not CONFINED, reason="no Landlock here: " + availability().reason)
 

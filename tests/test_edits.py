@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from autoresearch.agent.edits import (
     DIVIDER, REPLACE, SEARCH, EditError, apply_blocks, apply_knobs, knobs_schema, whole_file,
 )
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.backends.knobs import read_knobs
 from autoresearch.harness.integrity import check_script
 
-SRC = (REPO_ROOT / "train_torch.py").read_text()
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout
+
+SRC = template_path("torch").read_text()
 
 
 def block(search: str, replace: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.backends.knobs import set_knobs
 from autoresearch.engine.ledger import Ledger
 from autoresearch.engine.results import read_results_tsv
@@ -25,7 +25,9 @@ from autoresearch.harness.session import HarnessConfig
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted_agent import ScriptedAgent  # noqa: E402
 
-TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout
+
+TEMPLATE = template_path("torch").read_text()
 # a deliberately weak baseline: learning rates far too low, so a good change is unmistakable
 WEAK = set_knobs(TEMPLATE, {"MATRIX_LR": 0.0005, "EMBED_LR": 0.005, "UNEMBED_LR": 0.0001})
 FIX_LRS = {"description": "restore sensible learning rates",

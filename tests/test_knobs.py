@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.backends.knobs import KnobError, read_knobs, render_for_profile, set_knobs
 from autoresearch.hardware import CudaDevice, Hardware, profile_for
 
@@ -53,7 +53,7 @@ def test_set_knobs_keeps_comments_and_powers() -> None:
 def test_templates_take_the_profile_defaults() -> None:
     h200 = Hardware("Linux", "x86_64", "EPYC", 16, 32, 128.0, cuda=CudaDevice("NVIDIA H200", 139.8, (9, 0)))
     profile = profile_for(h200)
-    rendered = render_for_profile((REPO_ROOT / "train_torch.py").read_text(), profile)
+    rendered = render_for_profile(template_path("torch").read_text(), profile)
     knobs = read_knobs(rendered)
     assert (knobs["DEPTH"].value, knobs["WIDTH"].value, knobs["HEAD_DIM"].value) == (8, 512, 128)
     assert (knobs["DEVICE_BATCH_SIZE"].value, knobs["TOTAL_BATCH_SIZE"].value) == (128, 2**19)
@@ -62,5 +62,5 @@ def test_templates_take_the_profile_defaults() -> None:
 
 def test_template_defaults_are_the_cpu_profile() -> None:
     cpu = profile_for(Hardware("Linux", "x86_64", "Xeon", 2, 2, 24.0))
-    text = (REPO_ROOT / "train_torch.py").read_text()
+    text = template_path("torch").read_text()
     assert render_for_profile(text, cpu) == text

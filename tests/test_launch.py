@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.engine import control
 from autoresearch.engine.launch import LaunchError, launch_detached
 from autoresearch.engine.ledger import Ledger
@@ -25,7 +25,7 @@ def make_run(tmp_path: Path, data: Prepared, data_dir: str | None = None) -> Run
     config = {"backend": "torch", "dataset": "stdlib", "policy": "greedy", "seed": 0, "deadline_seconds": 120,
               "manifest_digest": data.manifest.digest, "data_dir": data_dir or str(data.directory),
               "profile": {"name": "test", "time_budget": 60, "device": "cpu"}, "hardware_summary": "test machine"}
-    return RunDir.create(tmp_path / "runs" / "live", (REPO_ROOT / "train_torch.py").read_text(), config,
+    return RunDir.create(tmp_path / "runs" / "live", template_path("torch").read_text(), config,
                          dataclasses.asdict(harness))
 
 

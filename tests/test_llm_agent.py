@@ -14,13 +14,13 @@ from autoresearch.agent.factory import load_agent
 from autoresearch.agent.llm import LLMAgent
 from autoresearch.agent.ollama import OllamaProvider
 from autoresearch.agent.providers import OpenAIProvider
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.backends.knobs import read_knobs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from llm_servers import FakeLLM, LLMServer  # noqa: E402
 
-SRC = (REPO_ROOT / "train_torch.py").read_text()
+SRC = template_path("torch").read_text()
 GOOD = ("Description: raise the Muon learning rate\n<<<<<<< SEARCH\nMATRIX_LR = 0.04  # Muon, for the 2-D weights inside the blocks\n"
         "=======\nMATRIX_LR = 0.05  # Muon, for the 2-D weights inside the blocks\n>>>>>>> REPLACE\n")
 MISS = "Description: oops\n<<<<<<< SEARCH\nMATRIX_LR = 0.4\n=======\nMATRIX_LR = 0.05\n>>>>>>> REPLACE\n"

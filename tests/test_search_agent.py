@@ -8,7 +8,7 @@ from pathlib import Path
 from autoresearch.agent.base import AgentContext
 from autoresearch.agent.factory import load_agent
 from autoresearch.agent.search import Dim, SearchAgent, parse_description, search_space
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.backends.knobs import read_knobs
 from autoresearch.harness.integrity import check_script
 from autoresearch.engine.ledger import Ledger
@@ -18,7 +18,7 @@ from autoresearch.harness.prepare import Prepared
 sys.path.insert(0, str(Path(__file__).parent))
 from test_engine import make_run  # noqa: E402
 
-TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
+TEMPLATE = template_path("torch").read_text()
 
 
 def _ctx(script: str, history: list[dict]) -> AgentContext:

@@ -16,7 +16,7 @@ import pytest
 mx = pytest.importorskip("mlx.core")
 nn = pytest.importorskip("mlx.nn")
 
-from autoresearch.backends import REPO_ROOT  # noqa: E402
+from autoresearch.resources import template_path  # noqa: E402
 from autoresearch.backends.knobs import read_knobs  # noqa: E402
 from autoresearch.harness.dataserver import start_server  # noqa: E402
 from autoresearch.harness.prepare import Prepared  # noqa: E402
@@ -27,8 +27,8 @@ from autoresearch.training.trial import run_script  # noqa: E402
 
 pytestmark = pytest.mark.mlx
 
-TEMPLATE = (REPO_ROOT / "train_mlx.py").read_text()
-TORCH_TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
+TEMPLATE = template_path("mlx").read_text()
+TORCH_TEMPLATE = template_path("torch").read_text()
 
 
 def _run(tmp_path: Path, data: Prepared, source: str = TEMPLATE, *, budget: float = 8.0, max_steps: int | None = None,

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from autoresearch.backends import REPO_ROOT
+from autoresearch.resources import template_path
 from autoresearch.harness.prepare import Prepared
 from autoresearch.harness.session import HarnessConfig
 from autoresearch.training.runner import RunResult
 from autoresearch.training.trial import run_script
 
-TEMPLATE = (REPO_ROOT / "train_torch.py").read_text()
+TEMPLATE = template_path("torch").read_text()
 
 
 def _run(tmp_path: Path, data: Prepared, source: str = TEMPLATE, *, budget: float = 8.0, max_steps: int | None = None,

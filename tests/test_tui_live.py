@@ -18,35 +18,19 @@ from autoresearch.tui.screens.dashboard import Dashboard
 from autoresearch.tui.screens.dialogs import QuitDialog
 from autoresearch.tui.screens.setup import SetupScreen
 from autoresearch.tui.widgets.logview import LogView
+from tiny_profile import write_config
 from tui_harness import make_app, run_async, screen_text, until
 
 pytestmark = pytest.mark.slow
 
-PROFILE = """
-[paths]
-data_dir = "{data}"
-runs_dir = "{runs}"
-[profile]
-dataset = "stdlib"
-vocab_size = 512
-time_budget = 4
-seq_len = 128
-depth = 2
-width = 64
-head_dim = 32
-device_batch_size = 8
-total_batch_size = 1024
-eval_tokens = 4096
-"""
 
 
 @pytest.fixture
 def tiny_config(tmp_path: Path, stdlib_small: Prepared, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A config with a tiny CPU profile on the small prepared stdlib slice (the engines read it too)."""
     config_dir = tmp_path / "config"
-    config_dir.mkdir()
     runs = tmp_path / "runs"
-    (config_dir / "config.toml").write_text(PROFILE.format(data=stdlib_small.directory.parent, runs=runs))
+    write_config(config_dir, stdlib_small.directory.parent, runs)
     monkeypatch.setenv("AUTORESEARCH_CONFIG_DIR", str(config_dir))
     return runs
 

@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..backends import REPO_ROOT
 from ..backends.knobs import read_knobs
+from ..resources import prompt_names, prompts_dir
 from .base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal
 from .edits import EditError, apply_blocks, apply_knobs, knobs_schema, whole_file
 from .options import FORMATS, provider_settings, resolve
 from .providers import Message, OnText, OpenAIProvider, Provider
 
-PROMPTS = REPO_ROOT / "prompts"
+PROMPTS = prompts_dir()
 _DESC = re.compile(r"^\s*\**description\**\s*:\s*(.+)$", re.I | re.M)
 
 
@@ -97,7 +97,22 @@ def make_llm_agent(kind: str, model: str, *, config: dict[str, Any] | None = Non
         extra = {k: opts[k] for k in ("keep_alive", "max_ctx") if k in opts}
         provider = OllamaProvider(model, where.get("base_url") or flags.get("host"), **common, **extra)
     return LLMAgent(provider, formats=tuple(opts["formats"]), attempts_per_format=int(opts.get("attempts_per_format", 2)),
-                    unload=opts.get("unload_before_training", "auto"))
+                    unload=opts.get("unload_before_training", "auto"), prompts=prompts_from(opts.get("prompts")))
+
+
+def prompts_from(directory: str | Path | None) -> Path:
+    """The prompts directory a user named (checked: every prompt the agent reads is there), else the shipped one."""
+    if not directory:
+        return PROMPTS
+    path = Path(directory).expanduser()
+    if not path.is_dir():
+        raise AgentError(f"the prompts directory {path} does not exist: `autoresearch init-prompts {path}` copies the "
+                         "shipped prompts there for editing")
+    missing = [name for name in prompt_names() if not (path / name).is_file()]
+    if missing:
+        raise AgentError(f"the prompts directory {path} lacks {', '.join(missing)}: `autoresearch init-prompts {path}` "
+                         "adds the missing ones (it keeps the files you edited)")
+    return path.resolve()
 
 
 class LLMAgent(Agent):

@@ -2,9 +2,11 @@
 ``[agent.models."PATTERN"]`` tables whose shell pattern matches the model name (later ones win), then flags.
 
     [agent]
+    default = "ollama:qwen2.5-coder:7b"   # the researcher when --agent is not given (else: chosen, see choice.py)
     formats = ["search_replace", "whole_file", "knobs"]   # the edit formats to try, in order
     max_tokens = 4096
     unload_before_training = "auto"    # true | false | "auto" (on Apple unified memory and CUDA machines)
+    prompts = "~/my-prompts"           # edited prompts (`autoresearch init-prompts DIR` copies the shipped ones)
     [agent.models."qwen2.5-coder:1.5b*"]
     formats = ["knobs", "search_replace"]
     max_tokens = 1024
@@ -25,7 +27,8 @@ from .base import AgentError
 FORMATS = ("search_replace", "whole_file", "knobs")
 KEYS = {"formats": list, "max_tokens": int, "temperature": (int, float), "reply_seconds": (int, float),
         "read_timeout": (int, float), "attempts_per_format": int, "unload_before_training": (bool, str),
-        "keep_alive": (str, int), "max_ctx": int}
+        "keep_alive": (str, int), "max_ctx": int, "prompts": str,
+        "default": str}  # default: the researcher `run` uses without --agent (agent/choice.py)
 PROVIDERS = ("openai", "anthropic", "ollama")  # [agent.openai] etc.: base_url and api_key for that provider only
 PROVIDER_KEYS = {"base_url": str, "api_key": str}
 _SIZE = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", re.I)

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
+from ..resources import package_parent, template_path
 from ..hardware import Profile
 from ..harness.manifest import Manifest
 from ..harness.session import HarnessConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = {"torch": "train_torch.py", "mlx": "train_mlx.py"}
 
 # Environment variables never passed to a training script (it is LLM-written code): anything that looks
 # like a credential, plus the LLM providers' own settings.
@@ -41,9 +40,10 @@ class Backend:
         return importlib.util.find_spec(self.module) is not None
 
     def template(self) -> Path:
-        path = REPO_ROOT / TEMPLATES[self.name]
+        path = template_path(self.name)
         if not path.exists():
-            raise BackendError(f"the {self.name} training template {path} is missing: reinstall autoresearch from a checkout")
+            raise BackendError(f"the {self.name} training template {path} is missing: reinstall autoresearch "
+                               "(pip install --force-reinstall autoresearch)")
         return path
 
 
@@ -132,8 +132,8 @@ def agent_env(base: dict[str, str] | None = None, backend: str | None = None) ->
     blas = mlx_blas_preload() if backend == "mlx" else None
     if blas:
         env["LD_PRELOAD"] = blas
-    # the script imports autoresearch.harness: make sure this checkout is importable from anywhere
-    env["PYTHONPATH"] = str(REPO_ROOT)
+    # the script imports autoresearch.harness: the package this process runs (installed or a checkout), from anywhere
+    env["PYTHONPATH"] = str(package_parent())
     return env
 
 

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..hardware import Hardware
+from ..hardware import Hardware, with_flags
 from .. import paths
 from ..training.plan import deadline_for, plan_training
 from .rundir import RunDir, RunError
 
 
-def default_tag(runs_dir: Path) -> str:
-    base = time.strftime("%b%d").lower()  # e.g. nov28, like upstream's run tags
+def default_tag(runs_dir: Path, prefix: str = "") -> str:
+    base = prefix + time.strftime("%b%d").lower()  # e.g. nov28, like upstream's run tags
     tag, n = base, 2
     while (runs_dir / tag).exists():
         tag, n = f"{base}-{n}", n + 1
@@ -42,6 +42,7 @@ def open_or_create(
     profile_overrides: dict[str, Any] | None = None,
     data_root: Path | None = None,
     seed: int = 0,
+    prompts: str | None = None,
 ) -> tuple[RunDir, bool]:
     """(run, created). Flags that contradict an existing run's frozen config are an error."""
     runs_dir = Path(runs_dir)
@@ -57,7 +58,7 @@ def open_or_create(
                            "another --tag to change them.")
         return run, False
     tag = tag or default_tag(runs_dir)
-    overrides = dict(profile_overrides or {}, dataset=dataset, backend=backend, time_budget=budget)
+    overrides = with_flags(profile_overrides, dataset=dataset, backend=backend, time_budget=budget)
     plan = plan_training(overrides, data_root, seed)
     hw, profile, prepared = plan.hardware, plan.profile, plan.prepared
     config = {
@@ -71,6 +72,7 @@ def open_or_create(
         "policy": policy or "noise",
         "agent": agent,
         "llm_url": llm_url,
+        "prompts": prompts,  # an edited prompts directory (None: the shipped prompts)
         "seed": seed,
         "deadline_seconds": deadline_for(profile),
     }

@@ -42,6 +42,7 @@ from .rundir import PENDING, RunDir, RunError, RunLock, script_hash
 @dataclass
 class EngineOptions:
     max_experiments: int | None = None  # experiments to finish in this session (the baseline counts); None = until stopped
+    max_seconds: float | None = None  # this session's wall-clock limit: no experiment starts that would end after it
     policy: str = "noise"
     baseline_seeds: int | None = None  # None: the policy's default
     disk_floor_gb: float = 1.0
@@ -76,6 +77,7 @@ class Engine:
         self._training = False
         self._training_index: int | None = None
         self._train_started = 0.0
+        self._session_started = time.monotonic()  # (set again by run(): the limit counts from the loop's start)
         self._control_lock = threading.Lock()
         self._notes_seen: set[str] = set()  # note ids already acknowledged in the log
         self._agent_failures = 0  # unusable proposals in a row
@@ -100,6 +102,7 @@ class Engine:
     def run(self) -> str:
         """Loop until stopped or max_experiments are done. Returns why it stopped."""
         self._lock.acquire()
+        self._session_started = time.monotonic()
         try:
             resumed = bool(self.ledger.events())
             self.ledger.append(RunStarted(pid=os.getpid(), host=socket.gethostname(), version=__version__,
@@ -120,6 +123,18 @@ class Engine:
             self.live.set("agent", None, force=True)
             self._lock.release()
             self._engine_log.close()
+
+    def _past_time_limit(self, done: int) -> str:
+        """Why no experiment may start under ``max_seconds`` ('' when one may): the next would end after the limit,
+        judged by this session's mean time per experiment so far."""
+        limit = self.options.max_seconds
+        if limit is None or done == 0:
+            return ""
+        elapsed = time.monotonic() - self._session_started
+        if elapsed + elapsed / done <= limit:
+            return ""
+        return (f"the time limit ({_minutes(limit)}) leaves no room for another experiment "
+                f"(about {_minutes(elapsed / done)} each; {done} done in {_minutes(elapsed)})")
 
     def _say_confinement(self) -> None:
         """The run's first lines say how the agent's code is confined here (and what is not hidden from it)."""
@@ -157,6 +172,9 @@ class Engine:
                     and e.kind != "revert"]
             if self.options.max_experiments is not None and len(done) >= self.options.max_experiments:
                 return f"{len(done)} experiment(s) done"
+            late = self._past_time_limit(len(done))
+            if late:
+                return late
             has_baseline = any(e.kind == "baseline" and e.status == "keep" for e in exps)
             if has_baseline and self.agent is None:
                 return "no agent configured: pass --agent to research beyond the baseline"
@@ -336,7 +354,7 @@ class Engine:
         delta = mean - (sum(best_bpbs) / len(best_bpbs))
         status = "keep" if decision.action == "keep" else "discard"
         reason = decision.reason
-        test = self._test_bpb(index)
+        test = self._test_bpb(index) if status == "keep" else None  # scored for a keep only: a discard's is never shown
         if status == "keep":
             doubt = held_out_doubt(-delta, (best.test_bpb - test) if best.test_bpb is not None and test is not None else None,
                               self._noise().sigma)
@@ -806,3 +824,6 @@ def install_signal_handlers(engine: Engine, *, headless: bool, log: Callable[[st
     if headless and hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"

@@ -10,6 +10,7 @@ from typing import Callable
 from .. import config as config_mod
 from .. import paths
 from ..backends import agent_env
+from ..hardware import with_flags
 from .plan import deadline_for, plan_training
 from .runner import Runner, RunResult
 from .trial import TrialSpec, confinement_line, run_trial
@@ -27,7 +28,7 @@ def train_once(
     on_line: Callable[[str], None] | None = None,
 ) -> RunResult:
     settings = config_mod.load()
-    overrides = dict(settings.profile_overrides, dataset=dataset, vocab_size=vocab, time_budget=budget, backend=backend)
+    overrides = with_flags(settings.profile_overrides, dataset=dataset, vocab_size=vocab, time_budget=budget, backend=backend)
     plan = plan_training(overrides, settings.data_dir, seed)
     profile, manifest = plan.profile, plan.prepared.manifest
     work = (work_dir or paths.cache_dir() / "scratch" / time.strftime("train-%Y%m%d-%H%M%S")).resolve()

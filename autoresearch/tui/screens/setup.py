@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, ProgressBar, Select, Static
 
 from ... import config as config_mod
+from ...agent.choice import memory_for_llm
 from ...engine.create import default_tag, hardware_summary, open_or_create
 from ...engine.launch import launch_detached
 from ..progress import PostingProgress, ProgressUpdate
@@ -79,11 +80,6 @@ def machine_text(f: dict[str, Any]) -> Text:
     for note in hw.notes:
         text.append(f"\nnote     {note}", "yellow")
     return text
-
-
-def _memory_gb(hw: Any) -> float | None:
-    """The memory an LLM shares with the training: the GPU's, or the machine's (Apple, CPU)."""
-    return hw.cuda.memory_gb if hw.cuda else hw.ram_gb
 
 
 class SetupScreen(Screen[Path | None]):
@@ -163,7 +159,7 @@ class SetupScreen(Screen[Path | None]):
         backend.set_options(backends)
         backend.value = profile.backend if profile.backend in dict(backends).values() else "torch"
         self._fill_datasets(profile.dataset if (profile.dataset, profile.vocab_size) in f["prepared"] else None)
-        self.query_one(ResearcherPanel).start(f["ollama_host"], _memory_gb(hw))
+        self.query_one(ResearcherPanel).start(f["ollama_host"], memory_for_llm(hw))
         self._check()
 
     # -- data -----------------------------------------------------------------------------------------
