@@ -27,11 +27,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         from .agent.base import AgentError
         from .backends import BackendError
         from .engine.control import ControlError
+        from .engine.ledger import LedgerError
         from .engine.rundir import RunError
         from .hardware import ProfileError
         from .harness.manifest import DataError
 
-        _USER_ERRORS = (DataError, config_mod.ConfigError, ProfileError, RunError, AgentError, BackendError, ControlError)
+        _USER_ERRORS = (DataError, config_mod.ConfigError, ProfileError, RunError, AgentError, BackendError, ControlError,
+                        LedgerError)
     return _USER_ERRORS
 
 
@@ -504,7 +506,8 @@ def demo(minutes: float | None, budget: float | None, agent_spec: str | None, he
         _stamp(f"created run {run_dir.tag} in {run_dir.path}; its engine starts and the dashboard opens (q leaves "
                "it; the engine stops by itself when the time is up)")
         launch_detached(run_dir, limit)
-        open_app(run_dir, runs_dir=plan.runs_dir, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")))
+        open_app(run_dir, runs_dir=plan.runs_dir, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")),
+                 stopped_hint="The demo is done: press q to quit; the results table and the report follow.")
         from .engine.rundir import RunLock
 
         if RunLock(run_dir).is_held():

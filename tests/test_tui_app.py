@@ -49,6 +49,20 @@ def sent(run: RunDir) -> list[str]:
     return [m["command"] for m in control.pending(run.state)]
 
 
+def test_a_run_that_stopped_by_itself_is_not_shown_as_a_dead_engine(tmp_path: Path) -> None:
+    fixture_run.build(tmp_path / "runs" / "done", experiments=5, open_status=None, stopped=True)
+
+    async def main() -> None:
+        app = make_app(tmp_path / "runs", tmp_path / "runs" / "done")
+        async with app.run_test(size=(200, 50)) as pilot:
+            await until(pilot, lambda: len(dashboard(app).rows) >= 5, what="the rows")
+            text = screen_text(app)
+            assert "engine not running" not in text
+            assert "stopped at" in text and "stopped by the user after the experiment" in text
+            assert "research on: autoresearch run --tag done" in text and "■ stopped at" in text
+    run_async(main())
+
+
 def test_dashboard_shows_the_run(recorded: Path) -> None:
     async def main() -> None:
         app = make_app(recorded, recorded / "mar8")

@@ -24,7 +24,9 @@ def load_prompt(name: str, directory: Path = PROMPTS) -> str:
     try:
         return path.read_text()
     except OSError as e:
-        raise AgentError(f"the prompt {path} is missing ({e}); restore it from the repository") from None
+        raise AgentError(f"the prompt {path} is missing ({e}): `autoresearch init-prompts {directory}` adds the "
+                         "missing prompts (your edited ones are kept); for the shipped prompts, reinstall "
+                         "autoresearch") from None
 
 
 def prompt_digest(directory: Path = PROMPTS) -> str:

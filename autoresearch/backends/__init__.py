@@ -66,7 +66,8 @@ def harness_config(profile: Profile, data_dir: Path, manifest: Manifest, *, seed
     if manifest.vocab_size != profile.vocab_size and not (profile.vocab_size == 256 and manifest.vocab_size == 257):
         raise BackendError(
             f"the prepared data has vocab {manifest.vocab_size} but the profile asks for {profile.vocab_size}: "
-            f"prepare it with `--vocab {profile.vocab_size}` or pass the matching --vocab"
+            f"prepare it with `autoresearch prepare --dataset {manifest.dataset} --vocab {profile.vocab_size}`, or set "
+            f"`vocab_size = {manifest.vocab_size}` under [profile] in the config (`train` also takes --vocab)"
         )
     return HarnessConfig(
         data_dir=str(Path(data_dir).resolve()),  # the training runs in the run directory

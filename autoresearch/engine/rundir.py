@@ -194,7 +194,7 @@ class RunLock:
             who = f"pid {holder.get('pid')} on {holder.get('host')}" if holder else "another process"
             raise RunError(
                 f"another engine ({who}) is running {self.path.parent.parent.name}; stop it with "
-                f"`autoresearch stop {self.path.parent.parent.name}` or watch it with `autoresearch status`"
+                f"`autoresearch stop {self.path.parent.parent.name}` or watch it with `autoresearch watch {self.path.parent.parent.name}`"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode())

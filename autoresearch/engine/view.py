@@ -50,6 +50,11 @@ class EngineState:
     last_message: str = ""  # the last line of engine.log
 
     @property
+    def stopped_cleanly(self) -> bool:
+        """It said it stopped, for a reason that is not an error (a limit, the user, the end of a demo)."""
+        return not self.alive and self.stopped is not None and not self.stop_reason.startswith("error:")
+
+    @property
     def dead_since(self) -> float | None:
         """When a stopped or vanished engine was last heard of (None while it runs)."""
         if self.alive:

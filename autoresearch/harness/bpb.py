@@ -150,7 +150,7 @@ def open_eval(data_dir: str | Path, split: str, *, seq_len: int, eval_tokens: in
     if token_bytes.shape != (vocab,):
         raise DataError(
             f"{mf.TOKEN_BYTES_NAME} in {data_dir} has shape {token_bytes.shape}, expected ({vocab},). "
-            "Run `autoresearch prepare` again."
+            + mf.prepare_again(data_dir)
         )
     available = loader.count_rows(rows)
     if available < rows:

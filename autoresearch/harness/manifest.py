@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,14 @@ _STAMP_NAME = ".verified.json"
 
 class DataError(Exception):
     """A problem with prepared data; the message says what to do about it."""
+
+
+def prepare_again(data_dir: Path | str) -> str:
+    """The command that rebuilds a damaged prepared folder (a plain `prepare` would reuse it: --force)."""
+    found = re.fullmatch(r"(.+)-v(\d+)", Path(data_dir).name)
+    if found and not found.group(1).startswith("local-"):
+        return f"Prepare it again: `autoresearch prepare --force --dataset {found.group(1)} --vocab {found.group(2)}`."
+    return "Prepare it again with `autoresearch prepare --force` and the same --dataset and --vocab as before."
 
 
 @dataclass

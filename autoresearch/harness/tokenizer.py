@@ -23,7 +23,7 @@ import numpy as np
 import tiktoken
 
 from ..progress import NullProgress, Progress
-from .manifest import DataError
+from .manifest import DataError, prepare_again
 
 BOS = "<|bos|>"
 TOKENIZER_FORMAT = 1
@@ -190,9 +190,9 @@ def load_tokenizer(path: Path) -> tiktoken.Encoding:
         pattern = raw["pattern"]
         specials = raw["special_tokens"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path} is not a readable tokenizer ({e}). Run `autoresearch prepare` again.") from e
+        raise DataError(f"{path} is not a readable tokenizer ({e}). {prepare_again(path.parent)}") from e
     if raw.get("format") != TOKENIZER_FORMAT or specials != {BOS: len(ranks)}:
-        raise DataError(f"{path} has an unsupported tokenizer layout. Run `autoresearch prepare --force` again.")
+        raise DataError(f"{path} has an unsupported tokenizer layout. {prepare_again(path.parent)}")
     return build_encoding(pattern, ranks, name=raw.get("name", "autoresearch"))
 
 

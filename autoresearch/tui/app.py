@@ -39,9 +39,10 @@ class ResearchApp(App[None]):
 
     def __init__(self, runs_dir: Path, run: Path | None = None, *, keymap: dict[str, str] | None = None,
                  clock: Callable[[], float] = time.time, load_sampler: Callable[[], LoadSampler | None] | None = None,
-                 poll_interval: float = 0.25, debug: bool = False, review: bool = False) -> None:
+                 poll_interval: float = 0.25, debug: bool = False, review: bool = False, stopped_hint: str = "") -> None:
         super().__init__()
         self.initial_review = review
+        self.stopped_hint = stopped_hint  # said on the dashboard once its run has stopped (the demo: what q does)
         self.runs_dir = Path(runs_dir)
         self.initial_run = run
         self.user_keymap = dict(keymap or {})

@@ -10,14 +10,15 @@ from .. import config as config_mod
 from ..engine.rundir import RunDir
 
 
-def open_app(run: RunDir | Path | None, *, runs_dir: Path, debug: bool = False, review: bool = False) -> None:
+def open_app(run: RunDir | Path | None, *, runs_dir: Path, debug: bool = False, review: bool = False,
+             stopped_hint: str = "") -> None:
     """Run the app in this terminal: on ``run``'s dashboard (``review``: its review screen), or on the run picker."""
     from .app import ResearchApp
 
     settings = config_mod.load()
     path = run.path if isinstance(run, RunDir) else run
     app = ResearchApp(runs_dir, path, keymap=dict(settings.tui.get("keymap") or {}), debug=debug,
-                      review=review)
+                      review=review, stopped_hint=stopped_hint)
     app.run()
     if app.return_code:
         sys.exit(app.return_code)

@@ -210,11 +210,19 @@ class Dashboard(Screen[None]):
             return
         since = state.engine.dead_since
         when = time.strftime("%H:%M", time.localtime(since)) if since else "?"
-        text = Text.assemble(("engine not running", "bold"), f" since {when}")
-        last = state.engine.stop_reason or state.engine.last_message
-        if last:
-            text.append(f" (last message: {last[:160]})")
-        text.append("\nresume it: ").append(f"autoresearch run --tag {self.run.tag}", style="bold")
+        banner.set_class(state.engine.stopped_cleanly, "-stopped")
+        if state.engine.stopped_cleanly:  # a limit reached, a stop asked for: not a failure
+            text = Text.assemble(("stopped", "bold"), f" at {when}: {state.engine.stop_reason[:200]}")
+            hint = getattr(self.app, "stopped_hint", "")
+            if hint:
+                text.append(f"\n{hint}", style="bold green")
+            text.append("\nresearch on: ").append(f"autoresearch run --tag {self.run.tag}", style="bold")
+        else:
+            text = Text.assemble(("engine not running", "bold"), f" since {when}")
+            last = state.engine.stop_reason or state.engine.last_message
+            if last:
+                text.append(f" (last message: {last[:160]})")
+            text.append("\nresume it: ").append(f"autoresearch run --tag {self.run.tag}", style="bold")
         text.append(" (or press R here)")
         banner.update(text)
         banner.display = True

@@ -41,9 +41,11 @@ def phase_text(state: RunState, now: float, remaining: float | None, compact: bo
         return text.append("unreadable run", style="bold red")
     if not state.engine.alive:
         since = state.engine.dead_since
-        text.append("■ engine not running", style="bold red")
+        clean = state.engine.stopped_cleanly
+        text.append("■ stopped" if clean else "■ engine not running", style="bold" if clean else "bold red")
         if since:
-            text.append(f" since {time.strftime('%H:%M', time.localtime(since))}", style="red")
+            text.append(f" {'at' if clean else 'since'} {time.strftime('%H:%M', time.localtime(since))}",
+                        style="" if clean else "red")
         return text
     word = PHASE_WORDS.get(state.phase, state.phase)
     style = {"training": "bold green", "evaluating": "bold green", "paused": "bold yellow",
