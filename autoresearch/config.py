@@ -78,7 +78,7 @@ def load(path: Path | None = None) -> Settings:
         settings.runs_dir = Path(dirs["runs_dir"]).expanduser()
     if "data_dir" in dirs:
         settings.data_dir = Path(dirs["data_dir"]).expanduser()
-    settings.profile_overrides = dict(raw.get("profile", {}))
+    settings.profile_overrides = _checked_profile(path, raw.get("profile", {}))
     settings.agent = dict(raw.get("agent", {}))
     tui = raw.get("tui", {})
     if not isinstance(tui, dict) or not isinstance(tui.get("keymap", {}), dict):
@@ -90,3 +90,27 @@ def load(path: Path | None = None) -> Settings:
         settings.runs_dir = Path(os.environ["AUTORESEARCH_RUNS_DIR"]).expanduser()
     settings.ollama_host = _normalise_host(settings.ollama_host)
     return settings
+
+
+_TYPE_WORDS = {float: "a number", int: "a whole number", str: "a string in quotes", bool: "true or false"}
+
+
+def _checked_profile(path: Path, table: Any) -> dict[str, Any]:
+    """The ``[profile]`` table, refused at load (by every command) when a key is unknown or a value has the wrong
+    type: a value that cannot apply is never silently ignored."""
+    from .hardware import OVERRIDABLE
+
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [profile] is a table of profile settings ({', '.join(sorted(OVERRIDABLE))})")
+    for key, value in table.items():
+        kind = OVERRIDABLE.get(key)
+        if kind is None:
+            raise ConfigError(f"{path}: [profile] has no setting {key!r}; settings: {', '.join(sorted(OVERRIDABLE))}")
+        ok = isinstance(value, bool) if kind is bool else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+            isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, str))
+        if not ok:
+            raise ConfigError(f"{path}: [profile] {key} = {value!r} is not {_TYPE_WORDS[kind]}; fix or remove it")
+        if kind in (int, float) and value <= 0 and key not in ("compile",):
+            raise ConfigError(f"{path}: [profile] {key} = {value!r} must be positive")
+    return dict(table)

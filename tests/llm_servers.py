@@ -8,7 +8,7 @@ Each chat request takes the next item of ``FakeLLM.script``:
 - a string: the reply text (streamed in small pieces when the client asks for a stream);
 - an int: answer with that HTTP status and an empty body;
 - ``{"status": 500, "body": "..."}``: that status with that body;
-- ``"hang"``: say nothing for 3 s; ``"garbage"``: a 200 whose JSON is not a chat reply;
+- ``"hang"``: say nothing for 3 s; ``"silent"``: accept and never answer (a wedged server); ``"garbage"``: a 200 whose JSON is not a chat reply;
 - ``{"raw": [lines]}``: stream these ``data:`` payloads verbatim (malformed chunks, mid-stream errors);
 - ``{"text": "...", "gap": seconds}``: stream the text slowly, one piece per gap;
 - ``{"ollama_error": "..."}``: an Ollama stream that starts, then reports an error (a runner that died).
@@ -83,6 +83,9 @@ class FakeLLM(BaseHTTPRequestHandler):
         if item == "hang":
             time.sleep(3)
             return self._send(200, b"{}")
+        if item == "silent":
+            time.sleep(3600)
+            return None
         if isinstance(item, int):
             return self._send(item, b"")
         if isinstance(item, dict) and "status" in item:

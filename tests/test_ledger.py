@@ -407,3 +407,23 @@ def test_ten_thousand_experiments_load_fast(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - t0
     assert len(exps) == 10_000 and fresh.best().index == 9990
     assert elapsed < 3.0, f"loading 10,000 experiments took {elapsed:.2f} s (target < 1 s)"
+
+
+def test_a_ledger_damaged_in_the_middle_is_one_clear_line_in_every_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fixture_run
+
+    run = fixture_run.build(tmp_path / "runs" / "mar8", experiments=4, open_status=None, stopped=True)
+    events = run.state / "events.jsonl"
+    lines = events.read_text().splitlines()
+    lines[3] = lines[3][: len(lines[3]) // 2]  # a torn line with whole events after it
+    events.write_text("\n".join(lines) + "\n")
+    for command in (["status", "mar8"], ["review", "mar8", "--list"], ["report", "mar8"]):
+        out = subprocess.run([sys.executable, "-m", "autoresearch", *command, "--runs-dir", str(tmp_path / "runs")],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1, (command, out.stdout, out.stderr)
+        assert out.stderr.startswith("error: ") and "line 4" in out.stderr, (command, out.stderr)
+        assert "unexpected error" not in out.stderr and "Traceback" not in out.stderr

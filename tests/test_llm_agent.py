@@ -66,6 +66,16 @@ def test_a_miss_gets_feedback_and_a_retry(server: str) -> None:
     assert "Did you mean these lines?" in feedback and "MATRIX_LR = 0.04" in feedback
 
 
+def test_a_huge_reply_is_refused_and_not_sent_back_whole(server: str) -> None:
+    """An audit saw a 2 MB reply become a 4.25 MB repair prompt: the reply is refused, and what goes back is clipped."""
+    Scripted.script = [GOOD.replace("Description:", "x" * 2_000_000 + "\nDescription:"), GOOD]
+    p = _openai(server).propose(_ctx())
+    assert p.meta["attempts"] == 2 and read_knobs(p.source)["MATRIX_LR"].value == 0.05
+    retry = Scripted.seen[1]["body"]["messages"]
+    assert sum(len(m["content"]) for m in retry) < 100_000
+    assert "characters left out" in retry[-2]["content"] and "more than 100,000" in retry[-1]["content"]
+
+
 def test_fallback_to_knobs_json_with_a_schema(server: str) -> None:
     Scripted.script = ["I think we should go deeper.", "Still no blocks.", "```python\nDEPTH = 5\n```", "nope",
                        '{"description": "one more layer", "changes": {"DEPTH": 5}}']

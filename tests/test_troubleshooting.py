@@ -73,7 +73,8 @@ NORMAL_STOPS = {
     "stopped by the user",
     "stopped by the user after the experiment",
     "…: stopped after the experiment",
-    "…: stopped",
+    "…: stopped now",
+    "…: stopped while the agent was writing",
 }
 
 

@@ -37,6 +37,17 @@ def prompt_digest(directory: Path = PROMPTS) -> str:
     return h.hexdigest()[:16]
 
 
+MAX_REPLY_CHARS = 100_000  # train.py is ~16k characters; a whole-file answer with its description fits many times
+SENT_BACK_CHARS = 20_000  # of a reply that could not be applied, what goes back to the model with the error
+
+
+def _clip(reply: str) -> str:
+    if len(reply) <= SENT_BACK_CHARS:
+        return reply
+    half = SENT_BACK_CHARS // 2
+    return f"{reply[:half]}\n[... {len(reply) - 2 * half:,} characters left out ...]\n{reply[-half:]}"
+
+
 def _fmt(v: Any, spec: str) -> str:
     return format(v, spec) if isinstance(v, (int, float)) else "-"
 
@@ -181,6 +192,15 @@ class LLMAgent(Agent):
         reply = self.provider.chat(messages, schema=schema, on_text=on_text)
         return reply, {"seconds": round(time.perf_counter() - t0, 2), "reply_chars": len(reply)}
 
+    @staticmethod
+    def _check_size(reply: str, script: str) -> None:
+        """A reply far larger than any change of train.py (a model that loops, a server that ignores max_tokens) is
+        refused before it is applied or sent back: it would become a prompt of megabytes."""
+        limit = max(MAX_REPLY_CHARS, 3 * len(script))
+        if len(reply) > limit:
+            raise EditError(f"The reply was {len(reply):,} characters, more than {limit:,}: answer with only the "
+                            "description and the change, nothing else.")
+
     def _converse(self, ctx: AgentContext, first_user: str, fmt: str, check: Callable[[Proposal], str] | None = None) -> Proposal:
         messages: list[Message] = [{"role": "system", "content": load_prompt("program", self.prompts)},
                                    {"role": "user", "content": first_user}]
@@ -191,12 +211,13 @@ class LLMAgent(Agent):
             reply, stats = self._chat(messages, schema)
             seconds += stats["seconds"]
             try:
+                self._check_size(reply, ctx.script)
                 proposal = self._apply(fmt, ctx.script, reply)
                 proposal.meta.update(attempts=len(messages) // 2, seconds=round(seconds, 2), reply_chars=stats["reply_chars"])
                 return proposal
             except EditError as e:
                 problem = str(e)
-            messages += [{"role": "assistant", "content": reply},
+            messages += [{"role": "assistant", "content": _clip(reply)},
                          {"role": "user", "content": f"That could not be applied: {problem}\nAnswer again."}]
         raise EditError(problem)
 

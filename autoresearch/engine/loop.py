@@ -8,6 +8,7 @@ resumes: an experiment without an outcome is recorded as interrupted and its com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -17,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import git
 
@@ -80,6 +81,8 @@ class Engine:
         self._session_started = time.monotonic()  # (set again by run(): the limit counts from the loop's start)
         self._control_lock = threading.Lock()
         self._notes_seen: set[str] = set()  # note ids already acknowledged in the log
+        self._agent_busy = False  # the agent is writing a proposal or a repair (a stop abandons it)
+        self._interrupt_signal: int | None = None  # the signal that wakes the main thread (install_signal_handlers)
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
         self._scored: list[RunResult] = []  # the current experiment's ok trainings (weights kept for the test split)
@@ -94,7 +97,7 @@ class Engine:
     def request_stop(self, now: bool = False, reason: str = "stop requested") -> None:
         if now:
             self._stop_now = True
-            self._stop = self._stop or reason
+            self._stop = reason  # (replaces an earlier "after the experiment": it is not that any more)
             self.runner.stop()
         elif self._stop is None:
             self._stop = reason
@@ -379,8 +382,12 @@ class Engine:
         attempt = 0
         while True:
             try:
-                proposal = self.agent.propose(ctx)
+                with self._agent_turn():
+                    proposal = self.agent.propose(ctx)
                 break
+            except AgentInterrupted:
+                self.log(f"the proposal is abandoned: {self._stop or 'stop requested'}")
+                return None
             except AgentUnavailable as e:
                 wait = self.options.agent_backoff[min(attempt, len(self.options.agent_backoff) - 1)]
                 attempt += 1
@@ -416,7 +423,11 @@ class Engine:
                                                     round=rounds))
                 self.log(f"proposal rejected, asking for a fix: {problems.splitlines()[0]}")
             try:
-                fixed = self.agent.repair(ctx, proposal, problems)
+                with self._agent_turn():
+                    fixed = self.agent.repair(ctx, proposal, problems)
+            except AgentInterrupted:
+                self.log(f"the repair is abandoned: {self._stop or 'stop requested'}")
+                return None
             except AgentError as e:
                 fixed = None
                 problems += f"\n(repair failed: {e})"
@@ -774,6 +785,33 @@ class Engine:
             self.log(f"[exp {index}] val_bpb over {len(values)} seed(s): {figure}")
         return added
 
+    @contextlib.contextmanager
+    def _agent_turn(self) -> Iterator[None]:
+        """The agent writes (an HTTP call that may be silent for minutes): a stop asked for meanwhile, by a signal or
+        a control command, abandons its reply within a poll (AgentInterrupted raised into the main thread)."""
+        watcher = threading.Thread(target=self._watch_agent_turn, daemon=True)
+        try:
+            self._agent_busy = True  # (inside the try: a signal right after it still clears it)
+            watcher.start()
+            yield
+        finally:
+            self._agent_busy = False
+            if watcher.is_alive():
+                watcher.join(timeout=5)
+
+    def _watch_agent_turn(self) -> None:
+        while self._agent_busy:
+            self._poll_control()
+            if self._stop and self._agent_busy:
+                self._interrupt_agent()
+                return
+            time.sleep(self.options.poll_interval)
+
+    def _interrupt_agent(self) -> None:
+        """Wake the main thread out of the agent's blocking read (only where install_signal_handlers set it up)."""
+        if self._agent_busy and self._interrupt_signal is not None:
+            signal.pthread_kill(threading.main_thread().ident, self._interrupt_signal)  # type: ignore[arg-type]
+
     def _watch_control(self) -> None:
         while self._training:
             self._poll_control()
@@ -805,6 +843,11 @@ class Engine:
         return True
 
 
+class AgentInterrupted(BaseException):
+    """A stop asked for while the agent was writing: raised into the main thread to abandon its reply (a
+    BaseException, so the providers' error handling does not take it for a failed request)."""
+
+
 def install_signal_handlers(engine: Engine, *, headless: bool, log: Callable[[str], None]) -> None:
     """SIGINT/SIGTERM: stop after the current experiment; a second one stops now. SIGHUP ignored headless."""
     count = {"n": 0}
@@ -812,15 +855,26 @@ def install_signal_handlers(engine: Engine, *, headless: bool, log: Callable[[st
     def handler(signum: int, frame: Any) -> None:
         count["n"] += 1
         name = signal.Signals(signum).name
+        if engine._agent_busy:  # nothing trains yet: the proposal is abandoned and the engine stops
+            log(f"{name}: stopping (the agent's reply is abandoned)")
+            engine.request_stop(reason=f"{name}: stopped while the agent was writing")
+            raise AgentInterrupted()
         if count["n"] == 1:
             log(f"{name}: stopping after the current experiment (send it again to stop now)")
             engine.request_stop(reason=f"{name}: stopped after the experiment")
         else:
             log(f"{name} again: stopping now")
-            engine.request_stop(now=True, reason=f"{name}: stopped")
+            engine.request_stop(now=True, reason=f"{name}: stopped now")
+
+    def wake(signum: int, frame: Any) -> None:  # sent by the engine's own control watcher (a stop from a client)
+        if engine._agent_busy:
+            raise AgentInterrupted()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+    if hasattr(signal, "pthread_kill") and hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, wake)
+        engine._interrupt_signal = signal.SIGUSR1
     if headless and hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
