@@ -196,6 +196,7 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
         _stamp("no terminal for the app: running headless (pass --headless to say so)")
     settings = config_mod.load()
     runs = runs_dir or settings.runs_dir
+    _notify_settings(settings)  # a bad [notify] is said before anything is created
 
     def agent_for(spec: str | None, url: str | None, resuming: bool = False, prompts_dir: str | None = None) -> Any:
         agent = load_agent(spec, config=settings.agent, base_url=url, host=settings.ollama_host,
@@ -231,7 +232,8 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
         open_app(run_dir, runs_dir=runs, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")))
         return
     engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"],
-                                                       max_seconds=hours * 3600 if hours else None), log=_stamp)
+                                                  max_seconds=hours * 3600 if hours else None,
+                                                  notify=_notify_settings(settings)), log=_stamp)
     fresh = created or not engine.ledger.events()  # (a run the app created has no events yet: not a resume)
     engine.log(f"{'starting new' if fresh else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
@@ -241,6 +243,12 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     reason = engine.run()
     if reason.startswith("the baseline failed"):
         sys.exit(1)
+
+
+def _notify_settings(settings: config_mod.Settings) -> Any:
+    from .engine.notify import NotifySettings
+
+    return NotifySettings.from_table(settings.notify or None, source=settings.source)
 
 
 def _existing_run(runs: Path, tag: str | None) -> bool:
@@ -515,7 +523,7 @@ def demo(minutes: float | None, budget: float | None, agent_spec: str | None, he
                        f"`autoresearch watch {run_dir.tag}`; then `autoresearch report {run_dir.tag}`")
             return
     else:
-        engine = Engine(run_dir, agent, EngineOptions(max_seconds=plan.minutes * 60, policy="noise"), log=_stamp)
+        engine = Engine(run_dir, agent, EngineOptions(max_seconds=plan.minutes * 60, policy="noise", notify=_notify_settings(settings)), log=_stamp)
         engine.log(f"starting new run {run_dir.tag} in {run_dir.path}")
         install_signal_handlers(engine, headless=True, log=engine.log)
         reason = engine.run()

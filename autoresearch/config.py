@@ -13,6 +13,8 @@
     formats = ["search_replace", "whole_file", "knobs"]
     [agent.models."qwen2.5-coder:1.5b*"]
     formats = ["knobs"]
+    [notify]                                  # see engine/notify.py: a webhook and/or a desktop notification
+    url = "https://ntfy.sh/my-topic"
     [tui.keymap]                              # the app's keys, by binding id (`?` in the app lists them)
     "dashboard.pause" = "ctrl+t"
 """
@@ -42,6 +44,7 @@ class Settings:
     profile_overrides: dict[str, Any] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)  # the [agent] table (per-model settings)
     tui: dict[str, Any] = field(default_factory=dict)  # the [tui] table: keymap = {binding id = "keys"}, ...
+    notify: dict[str, Any] = field(default_factory=dict)  # the [notify] table (engine/notify.py checks it)
     source: Path | None = None  # the config file read, if any
 
 
@@ -80,6 +83,7 @@ def load(path: Path | None = None) -> Settings:
         settings.data_dir = Path(dirs["data_dir"]).expanduser()
     settings.profile_overrides = _checked_profile(path, raw.get("profile", {}))
     settings.agent = dict(raw.get("agent", {}))
+    settings.notify = raw.get("notify", {})
     tui = raw.get("tui", {})
     if not isinstance(tui, dict) or not isinstance(tui.get("keymap", {}), dict):
         raise ConfigError(f"{path}: [tui] and [tui.keymap] are tables (keymap: binding id = \"keys\")")

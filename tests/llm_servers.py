@@ -2,7 +2,8 @@
 
 Endpoints: OpenAI ``POST /v1/chat/completions`` (JSON or server-sent events when ``stream`` is true),
 Ollama ``POST /api/chat`` (JSON or NDJSON stream), ``GET /api/tags``, ``POST /api/pull`` (NDJSON progress),
-``POST /api/generate`` (the keep_alive=0 unload), Anthropic ``POST /v1/messages`` (server-sent events).
+``POST /api/generate`` (the keep_alive=0 unload), ``POST /api/show`` and llama.cpp's ``GET /props`` (the
+context window, when ``FakeLLM.context`` is set), Anthropic ``POST /v1/messages`` (server-sent events).
 
 Each chat request takes the next item of ``FakeLLM.script``:
 - a string: the reply text (streamed in small pieces when the client asks for a stream);
@@ -31,6 +32,7 @@ class FakeLLM(BaseHTTPRequestHandler):
     script: list[Any] = []
     seen: list[dict[str, Any]] = []
     models: dict[str, int] = {}  # Ollama's installed models: name -> size
+    context: int = 0  # the context window the server says it has (Ollama /api/show, llama.cpp /props); 0: silent
     pull_layers: list[int] = [3_000_000, 40_000]
 
     protocol_version = "HTTP/1.1"
@@ -64,6 +66,8 @@ class FakeLLM(BaseHTTPRequestHandler):
             models = [{"name": n, "model": n, "modified_at": "2026-11-28T00:00:00Z", "size": s, "digest": "sha256:" + "0" * 64,
                        "details": {}} for n, s in type(self).models.items()]
             self._send(200, json.dumps({"models": models}).encode())
+        elif self.path == "/props" and type(self).context:  # llama.cpp server's settings, n_ctx among them
+            self._send(200, json.dumps({"default_generation_settings": {"n_ctx": type(self).context}}).encode())
         elif self.path.endswith("/v1/models"):  # the OpenAI protocol's model list
             data = [{"id": n, "object": "model", "owned_by": "local"} for n in type(self).models]
             self._send(200, json.dumps({"object": "list", "data": data}).encode())
@@ -73,6 +77,9 @@ class FakeLLM(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         cls = type(self)
+        if self.path == "/api/show":  # the model's facts (not a chat: not in ``seen``), its context when given
+            info = {"llama.context_length": cls.context} if cls.context else {}
+            return self._send(200, json.dumps({"modelfile": "", "details": {}, "model_info": info}).encode())
         cls.seen.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization"),
                          "x-api-key": self.headers.get("x-api-key")})
         if self.path == "/api/pull":
@@ -161,7 +168,7 @@ class LLMServer:
     """Start ``FakeLLM`` on a free port of 127.0.0.1; ``url`` is its base address."""
 
     def __init__(self) -> None:
-        FakeLLM.script, FakeLLM.seen, FakeLLM.models = [], [], {}
+        FakeLLM.script, FakeLLM.seen, FakeLLM.models, FakeLLM.context = [], [], {}, 0
         self._srv = _QuietServer(("127.0.0.1", 0), FakeLLM)
         self.url = f"http://127.0.0.1:{self._srv.server_address[1]}"
         threading.Thread(target=self._srv.serve_forever, daemon=True).start()

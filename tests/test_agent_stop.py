@@ -89,3 +89,23 @@ def test_stop_while_the_agent_is_silent(tmp_path: Path, stdlib_small: Prepared) 
         assert not [e for e in _events(run) if e["event"] == "experiment_started" and e["index"] > 0]  # nothing spent
     finally:
         srv.close()
+
+
+def test_a_context_window_too_small_stops_the_run_at_once(tmp_path: Path, stdlib_small: Prepared) -> None:
+    """A llama.cpp server started with a tiny context: the run says so after the baseline and stops, instead of
+    ten 'bad edit' replies and the wrong diagnosis."""
+    srv = LLMServer()
+    try:
+        FakeLLM.context = 512
+        write_config(tmp_path / "config", stdlib_small.directory.parent, tmp_path / "runs", budget=3)
+        env = dict(os.environ, AUTORESEARCH_CONFIG_DIR=str(tmp_path / "config"), PYTHONUNBUFFERED="1")
+        out = subprocess.run([sys.executable, "-m", "autoresearch", "run", "--headless", "--tag", "c", "--agent",
+                              "openai:tiny", "--llm-url", srv.url + "/v1"], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "stopped: the LLM cannot take a prompt: the model's context window is 512 tokens" in out.stdout
+        assert "-c 8192" in out.stdout and not [s for s in FakeLLM.seen if s["path"] == "/v1/chat/completions"]
+        errors = [e for e in _events(tmp_path / "runs" / "c") if e["event"] == "agent_error"]
+        assert len(errors) == 1
+    finally:
+        srv.close()

@@ -136,6 +136,31 @@ def test_a_users_commit_is_never_thrown_away(tmp_path: Path, stdlib_small: Prepa
     assert run.head() == mine and "# my idea" in run.script.read_text()
 
 
+def test_a_shard_changed_in_place_with_its_stamp_kept_is_found_at_start(tmp_path: Path, stdlib_small: Prepared) -> None:
+    import shutil as sh
+
+    data = tmp_path / "data"
+    sh.copytree(stdlib_small.directory, data)
+    from autoresearch.harness.manifest import verify
+
+    verify(data)  # the per-training check leaves its stamp (size, mtime, inode)
+    shard = data / stdlib_small.manifest.splits["val"][0].file
+    st = shard.stat()
+    with open(shard, "r+b") as f:  # same size, same inode, same mtime: the stamp check cannot see it
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    verify(data)  # (the quick check passes: that is the hole)
+    run = make_run(tmp_path, stdlib_small)
+    cfg = json.loads(run.config_path.read_text())
+    cfg["data_dir"] = str(data)
+    run.config_path.write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match="does not match its checksum"):
+        engine_for(run, [FIX_LRS], 1).run()
+
+
 def test_changed_data_is_refused(tmp_path: Path, stdlib_small: Prepared) -> None:
     run = make_run(tmp_path, stdlib_small)
     cfg = json.loads(run.config_path.read_text())

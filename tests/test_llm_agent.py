@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from autoresearch.agent.base import AgentContext, AgentError, AgentUnavailable
 from autoresearch.agent.factory import load_agent
-from autoresearch.agent.llm import LLMAgent
+from autoresearch.agent.llm import LLMAgent, make_llm_agent
 from autoresearch.agent.ollama import OllamaProvider
 from autoresearch.agent.providers import OpenAIProvider
 from autoresearch.resources import template_path
@@ -354,3 +355,52 @@ def test_readiness_lists_what_a_server_has(server: str) -> None:
     down = check(load_agent("ollama:m", host="http://127.0.0.1:9"))
     assert down.unreachable and not down.pullable
     assert check(load_agent("search")).ok
+
+
+# -- the context window -------------------------------------------------------------------------------------
+KNOBS_REPLY = '{"description": "a higher Muon learning rate", "changes": {"MATRIX_LR": 0.05}}'
+
+
+def test_a_small_window_said_by_the_server_fits_the_prompt(server: str) -> None:
+    """llama.cpp's /props says n_ctx 2048 (llama-cpp-python's default): the prompt drops the history and, in the
+    knobs format, the script; nothing is sent that the server would truncate or refuse."""
+    Scripted.context = 2048
+    Scripted.script = [KNOBS_REPLY]
+    agent = _openai(server)
+    assert agent.window() == (2048, "openai:tiny says so")
+    p = agent.propose(_ctx())
+    assert p.meta["format"] == "knobs" and read_knobs(p.source)["MATRIX_LR"].value == 0.05
+    (chat,) = [s for s in Scripted.seen if s["path"] == "/v1/chat/completions"]
+    sent = sum(len(m["content"]) for m in chat["body"]["messages"])
+    assert sent // 3 + 512 <= 2048 and "left out to fit the model's context window" in chat["body"]["messages"][1]["content"]
+
+
+def test_a_window_too_small_for_any_prompt_stops_with_the_sizes(server: str) -> None:
+    from autoresearch.agent.base import ContextTooSmall
+
+    Scripted.context = 512
+    with pytest.raises(ContextTooSmall, match=r"context window is 512 tokens \(openai:tiny says so\).*-c 8192"):
+        _openai(server).propose(_ctx())
+    assert not [s for s in Scripted.seen if s["path"] == "/v1/chat/completions"]  # nothing sent in vain
+    # the config's window wins over the server's silence
+    Scripted.context = 0
+    assert LLMAgent(OpenAIProvider("tiny", server + "/v1"), context_window=4096).window()[0] == 4096
+
+
+def test_an_error_inside_the_stream_is_reported_as_that_error(server: str) -> None:
+    """llama.cpp answers HTTP 200 and then says in the stream that the prompt exceeds its context: that is the
+    error, never 'no edit blocks found' (and not an outage to wait for)."""
+    from autoresearch.agent.base import ContextTooSmall
+
+    too_long = json.dumps({"error": {"code": 400, "message": "the request exceeds the available context size, try "
+                                                             "increasing it", "type": "exceed_context_size_error"}})
+    Scripted.script = [{"raw": [too_long]}]
+    with pytest.raises(ContextTooSmall, match="refused the prompt as longer than its context window.*exceeds the available"):
+        _openai(server).propose(_ctx())
+
+
+def test_ollama_fits_num_ctx_to_the_models_context(server: str) -> None:
+    Scripted.models = {"gemma3:270m": 290_000_000}
+    Scripted.context = 32768
+    agent = make_llm_agent("ollama", "gemma3:270m", host=server, max_ctx=8192)
+    assert agent.window()[0] == 8192  # the model says 32k; the configured cap is smaller

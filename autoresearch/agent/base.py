@@ -20,6 +20,11 @@ class AgentUnavailable(AgentError):
     """The agent's model cannot be reached right now (server down, timeouts, rate limits)."""
 
 
+class ContextTooSmall(AgentError):
+    """Even the smallest prompt does not fit the model's context window (or the server said the prompt is too
+    long): no reply can ever be usable, so the run stops at once with the sizes and the fix."""
+
+
 @dataclass
 class Proposal:
     description: str  # one line: what the change is and why (becomes the commit message)

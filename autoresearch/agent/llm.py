@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 from ..backends.knobs import read_knobs
 from ..resources import prompt_names, prompts_dir
-from .base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal
+from .base import Agent, AgentContext, AgentError, AgentUnavailable, ContextTooSmall, Proposal
 from .edits import EditError, apply_blocks, apply_knobs, knobs_schema, whole_file
 from .options import FORMATS, provider_settings, resolve
-from .providers import Message, OnText, OpenAIProvider, Provider
+from .providers import CONTEXT_FIX, Message, OnText, OpenAIProvider, Provider, estimate_tokens
 
 PROMPTS = prompts_dir()
 _DESC = re.compile(r"^\s*\**description\**\s*:\s*(.+)$", re.I | re.M)
@@ -39,6 +39,16 @@ def prompt_digest(directory: Path = PROMPTS) -> str:
 
 MAX_REPLY_CHARS = 100_000  # train.py is ~16k characters; a whole-file answer with its description fits many times
 SENT_BACK_CHARS = 20_000  # of a reply that could not be applied, what goes back to the model with the error
+
+
+COMPACT_SCRIPT = ("(left out to fit the model's context window: change only the knobs, whose current values are "
+                  "listed under Your answer)")
+
+
+class _NoFit(Exception):
+    def __init__(self, tokens: int) -> None:
+        super().__init__(f"about {tokens} tokens")
+        self.tokens = tokens
 
 
 def _clip(reply: str) -> str:
@@ -110,7 +120,8 @@ def make_llm_agent(kind: str, model: str, *, config: dict[str, Any] | None = Non
         extra = {k: opts[k] for k in ("keep_alive", "max_ctx") if k in opts}
         provider = OllamaProvider(model, where.get("base_url") or flags.get("host"), **common, **extra)
     return LLMAgent(provider, formats=tuple(opts["formats"]), attempts_per_format=int(opts.get("attempts_per_format", 2)),
-                    unload=opts.get("unload_before_training", "auto"), prompts=prompts_from(opts.get("prompts")))
+                    unload=opts.get("unload_before_training", "auto"), prompts=prompts_from(opts.get("prompts")),
+                    context_window=opts.get("context_window"))
 
 
 def prompts_from(directory: str | Path | None) -> Path:
@@ -130,7 +141,7 @@ def prompts_from(directory: str | Path | None) -> Path:
 
 class LLMAgent(Agent):
     def __init__(self, provider: Provider, *, formats: tuple[str, ...] = FORMATS, attempts_per_format: int = 2,
-                 prompts: Path = PROMPTS, unload: bool | str = "auto") -> None:
+                 prompts: Path = PROMPTS, unload: bool | str = "auto", context_window: int | None = None) -> None:
         unknown = [f for f in formats if f not in FORMATS]
         if unknown or not formats:
             raise AgentError(f"unknown edit format(s) {unknown}; formats: {', '.join(FORMATS)}")
@@ -142,10 +153,11 @@ class LLMAgent(Agent):
         self.attempts = attempts_per_format
         self.prompts = prompts
         self.unload = unload
+        self.context_window = context_window  # the config's override; else the provider says (window())
         self.on_text: OnText | None = None  # the reply as it streams (set_reply_listener: the engine's heartbeat)
 
     # -- prompts ----------------------------------------------------------------------------------------
-    def _user_prompt(self, ctx: AgentContext, fmt: str) -> str:
+    def _user_prompt(self, ctx: AgentContext, fmt: str, history_limit: int = 40, compact: bool = False) -> str:
         last = ctx.last_outcome or {}
         last_text = "None yet." if not last else (
             f"Experiment {last.get('index')}: {last.get('status')}. {last.get('reason') or ''}".strip()
@@ -158,8 +170,11 @@ class LLMAgent(Agent):
         return template.format(notes=notes, 
             hardware=ctx.hardware or "unknown", backend=ctx.backend, device=ctx.profile.get("device", "?"),
             time_budget=ctx.time_budget, seq_len=ctx.profile.get("seq_len", "?"), vocab_size=ctx.profile.get("vocab_size", "?"),
-            best=_fmt(ctx.best_val_bpb, ".6f"), noise=_fmt(ctx.noise_sigma, ".6f"), history=history_table(ctx.history),
-            last_outcome=last_text, script=ctx.script.rstrip(), format_instructions=self._format_instructions(fmt, ctx.script),
+            best=_fmt(ctx.best_val_bpb, ".6f"), noise=_fmt(ctx.noise_sigma, ".6f"),
+            history=history_table(ctx.history, history_limit) if history_limit else
+            f"({len(ctx.history)} experiments so far; their table is left out to fit the model's context window)",
+            last_outcome=last_text, script=COMPACT_SCRIPT if compact else ctx.script.rstrip(),
+            format_instructions=self._format_instructions(fmt, ctx.script),
         )
 
     def _format_instructions(self, fmt: str, script: str) -> str:
@@ -233,24 +248,65 @@ class LLMAgent(Agent):
         if self.unload is True or (self.unload == "auto" and shared_memory):
             self.provider.release()
 
+    # -- fitting the prompt to the model's context window ------------------------------------------------
+    def window(self) -> tuple[int | None, str]:
+        """The context window in tokens and where it was learnt ('' when unknown: prompts go as they are)."""
+        if self.context_window:
+            return self.context_window, "[agent] context_window in the config"
+        ask = getattr(self.provider, "context_window", None)
+        said = ask() if callable(ask) else None
+        return (said, f"{self.provider.name} says so") if said else (None, "")
+
+    def _reply_tokens(self, fmt: str = "search_replace", script: str = "") -> int:
+        """Room kept for the reply: a knobs change is a line of JSON, a whole file is the script again."""
+        asked = int(getattr(self.provider, "max_tokens", None) or 2048)
+        need = {"knobs": 512, "whole_file": len(script) // 3 + 512}.get(fmt, 2048)
+        return min(asked, need)
+
+    def _fitted(self, ctx: AgentContext, fmt: str, extra: str = "") -> str:
+        """The user prompt for ``fmt``, shrunk until it fits the window: fewer history rows, then (knobs only)
+        the knobs without the rest of the script. Raises _NoFit with the smallest size when nothing fits."""
+        window, _ = self.window()
+        program = load_prompt("program", self.prompts)
+        smallest = 0
+        for limit, compact in ((40, False), (12, False), (4, False), (0, False), (0, True)):
+            if compact and fmt != "knobs":
+                break  # the other formats quote or rewrite the script: it cannot be left out
+            user = self._user_prompt(ctx, fmt, limit, compact) + extra
+            need = estimate_tokens([{"role": "system", "content": program}, {"role": "user", "content": user}])
+            smallest = need
+            if window is None or need + self._reply_tokens(fmt, ctx.script) <= window:
+                return user
+        raise _NoFit(smallest)
+
     # -- Agent protocol ---------------------------------------------------------------------------------
     def propose(self, ctx: AgentContext) -> Proposal:
-        problems = []
+        problems, sizes = [], []
         for fmt in self.formats:
             try:
-                return self._converse(ctx, self._user_prompt(ctx, fmt), fmt)
-            except AgentUnavailable:
-                raise  # the engine waits for the server; another format would not help
+                return self._converse(ctx, self._fitted(ctx, fmt), fmt)
+            except _NoFit as e:
+                sizes.append(e.tokens)
+                problems.append(f"{fmt}: the prompt does not fit the context window")
+            except (AgentUnavailable, ContextTooSmall):
+                raise  # the engine waits for the server / stops: another format would not help
             except (EditError, AgentError) as e:  # incl. a server refusing this format's request (a schema)
                 problems.append(f"{fmt}: {e}")
+        if sizes and len(sizes) == len(self.formats):
+            window, where = self.window()
+            raise ContextTooSmall(
+                f"the model's context window is {window} tokens ({where}), but the smallest prompt needs about "
+                f"{min(sizes)} tokens plus {self._reply_tokens('knobs')} for the reply"
+                + ("" if "knobs" in self.formats else " (the knobs format, which can leave the script out, is not "
+                   "among the formats tried)") + f": {CONTEXT_FIX}")
         raise AgentError("no usable proposal in any edit format: " + " | ".join(p[:200] for p in problems))
 
     def repair(self, ctx: AgentContext, proposal: Proposal, feedback: str) -> Proposal | None:
         fmt = proposal.meta.get("format", self.formats[0])
         broken = AgentContext(**{**ctx.__dict__, "script": proposal.source})
-        user = self._user_prompt(broken, fmt) + "\n\n" + load_prompt("repair", self.prompts).format(
+        repair = "\n\n" + load_prompt("repair", self.prompts).format(
             description=proposal.description, feedback=feedback[-3000:], format_instructions="")
         try:
-            return self._converse(broken, user, fmt)
-        except EditError:
+            return self._converse(broken, self._fitted(broken, fmt, repair), fmt)
+        except (EditError, _NoFit):
             return None

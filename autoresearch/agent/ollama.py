@@ -35,6 +35,7 @@ class OllamaProvider:
         self._client = ollama.Client(host=self.host, timeout=httpx.Timeout(read_timeout, connect=10.0))
         self.reply_seconds, self.attempts, self.backoff = reply_seconds, attempts, backoff
         self.keep_alive, self.max_ctx, self.max_tokens, self.temperature = keep_alive, max_ctx, max_tokens, temperature
+        self._window: int | None = None  # the model's context (0: not said), asked once
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Run a client call, translating its failures into the agent's two kinds."""
@@ -95,9 +96,24 @@ class OllamaProvider:
         self._call(run)
 
     # -- chat --------------------------------------------------------------------------------------------
+    def context_window(self) -> int | None:
+        """The model's context (its ``*.context_length`` from /api/show), at most ``max_ctx``: Ollama truncates a
+        longer prompt silently, so the agent fits its prompt to this. None when the server does not say."""
+        if self._window is None:
+            self._window = 0
+            try:
+                shown = self._call(lambda: self._client.show(self.model))
+                info = getattr(shown, "modelinfo", None) or (shown.get("model_info") if isinstance(shown, dict) else None) or {}
+                lengths = [int(v) for k, v in dict(info).items() if str(k).endswith(".context_length") and isinstance(v, int)]
+                self._window = min([*lengths, self.max_ctx]) if lengths else 0
+            except AgentError:
+                self._window = 0
+        return self._window or None
+
     def _options(self, messages: list[Message]) -> dict[str, Any]:
+        cap = min(self.max_ctx, self._window or self.max_ctx)
         options: dict[str, Any] = {
-            "num_ctx": min(self.max_ctx, max(4096, 1 << (estimate_tokens(messages) + 2048).bit_length()))}
+            "num_ctx": min(cap, max(4096, 1 << (estimate_tokens(messages) + 2048).bit_length()))}
         if self.max_tokens:
             options["num_predict"] = self.max_tokens
         if self.temperature is not None:

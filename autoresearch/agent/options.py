@@ -6,6 +6,7 @@
     formats = ["search_replace", "whole_file", "knobs"]   # the edit formats to try, in order
     max_tokens = 4096
     unload_before_training = "auto"    # true | false | "auto" (on Apple unified memory and CUDA machines)
+    context_window = 8192              # tokens, when the server does not say (llama.cpp /props, Ollama /api/show do)
     prompts = "~/my-prompts"           # edited prompts (`autoresearch init-prompts DIR` copies the shipped ones)
     [agent.models."qwen2.5-coder:1.5b*"]
     formats = ["knobs", "search_replace"]
@@ -27,7 +28,7 @@ from .base import AgentError
 FORMATS = ("search_replace", "whole_file", "knobs")
 KEYS = {"formats": list, "max_tokens": int, "temperature": (int, float), "reply_seconds": (int, float),
         "read_timeout": (int, float), "attempts_per_format": int, "unload_before_training": (bool, str),
-        "keep_alive": (str, int), "max_ctx": int, "prompts": str,
+        "keep_alive": (str, int), "max_ctx": int, "prompts": str, "context_window": int,
         "default": str}  # default: the researcher `run` uses without --agent (agent/choice.py)
 PROVIDERS = ("openai", "anthropic", "ollama")  # [agent.openai] etc.: base_url and api_key for that provider only
 PROVIDER_KEYS = {"base_url": str, "api_key": str}

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import httpx
 
-from .base import AgentError, AgentUnavailable
+from .base import AgentError, AgentUnavailable, ContextTooSmall
 
 Message = dict[str, str]
 OnText = Callable[[str], None]  # called with each piece of the reply as it arrives
@@ -89,9 +89,27 @@ def redact(text: str, *secrets: str) -> str:
     return re.sub(r"(https?://)[^/\s:@]+(:[^/\s@]*)?@", r"\1***@", text)
 
 
+# how servers say a prompt is longer than their context (llama.cpp, llama-cpp-python, vLLM, OpenAI, LM Studio)
+_CONTEXT_WORDS = re.compile(r"context (size|length|window)|n_ctx|exceed\w* the (available )?context|maximum context|"
+                            r"too many tokens|prompt is too long|context_length_exceeded", re.I)
+CONTEXT_FIX = ("start the server with a larger context (llama.cpp: -c 8192; llama-cpp-python: --n_ctx 8192; Ollama: "
+               "[agent] max_ctx), use a model with a larger window, or set [agent] context_window to the server's "
+               "size so prompts are fitted to it")
+
+
+def context_refusal(where: str, text: str) -> ContextTooSmall | None:
+    """A server's own words that the prompt did not fit, as the error that stops the run (None: another error)."""
+    if not _CONTEXT_WORDS.search(text):
+        return None
+    return ContextTooSmall(f"{where} refused the prompt as longer than its context window ({text[:200]}): {CONTEXT_FIX}")
+
+
 def http_failure(url: str, r: httpx.Response, *, structured: bool = False, secrets: tuple[str, ...] = ()) -> AgentError:
     """The exception for an HTTP error status (read body): 429/5xx are worth waiting for, other 4xx are not."""
     url, text = redact(url, *secrets), redact(r.text[:300], *secrets)
+    too_long = context_refusal(url, text) if r.status_code in (400, 413, 422, 500) else None
+    if too_long is not None:
+        return too_long
     if structured and r.status_code in (400, 422, 500) and ("response_format" in r.text or "json_schema" in r.text):
         # a refusal of the request's shape (llama-cpp-python answers it with a 500), not an outage
         return FormatRejected(f"{url} does not take this structured output: HTTP {r.status_code} {text}")
@@ -142,6 +160,16 @@ def response_format(mode: str, schema: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _props_ctx(data: Any) -> int:
+    """llama.cpp server's GET /props: {"default_generation_settings": {"n_ctx": ...}, ...} (or n_ctx at the top)."""
+    if not isinstance(data, dict):
+        return 0
+    settings = data.get("default_generation_settings") or {}
+    value = settings.get("n_ctx") if isinstance(settings, dict) else None
+    value = value if isinstance(value, int) else data.get("n_ctx")
+    return int(value) if isinstance(value, int) and value > 0 else 0
+
+
 class OpenAIProvider:
     """POST {base_url}/chat/completions, streamed (LM Studio, vLLM, llama.cpp server, hosted APIs)."""
 
@@ -155,6 +183,7 @@ class OpenAIProvider:
         self.read_timeout, self.reply_seconds, self.attempts, self.backoff = read_timeout, reply_seconds, attempts, backoff
         self.max_tokens, self.temperature, self.stream = max_tokens, temperature, stream
         self._format_mode = 0  # index into RESPONSE_FORMATS: the first this server accepted
+        self._window: int | None = None  # the server's context (0: it does not say), asked once
 
     def problem(self) -> str | None:
         """What stops this provider from working at all (checked when a run starts)."""
@@ -162,6 +191,34 @@ class OpenAIProvider:
             return ("openai: set OPENAI_API_KEY for api.openai.com, or give --llm-url for a local OpenAI-compatible "
                     "server (llama.cpp, LM Studio, vLLM)")
         return None
+
+    def context_window(self) -> int | None:
+        """The server's context in tokens where it says it: llama.cpp's /props, or the model list's entry (vLLM
+        max_model_len, LM Studio / OpenRouter context_length); None when it does not say (asked once)."""
+        if self._window is not None:
+            return self._window or None
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
+        found = 0
+        for url, pick in ((root + "/props", _props_ctx), (self.base_url + "/models", self._listed_ctx)):
+            try:
+                r = httpx.get(url, headers=headers, timeout=httpx.Timeout(5.0, connect=3.0))
+                found = pick(r.json()) if r.status_code == 200 else 0
+            except (httpx.HTTPError, ValueError):
+                found = 0
+            if found:
+                break
+        self._window = found
+        return found or None
+
+    def _listed_ctx(self, data: Any) -> int:
+        models = [m for m in (data.get("data") or []) if isinstance(m, dict)] if isinstance(data, dict) else []
+        mine = [m for m in models if m.get("id") == self.model] or (models if len(models) == 1 else [])
+        for m in mine:
+            for key in ("max_model_len", "context_length", "max_context_length", "n_ctx"):
+                if isinstance(m.get(key), int) and m[key] > 0:
+                    return int(m[key])
+        return 0
 
     def _once(self, body: dict[str, Any], on_text: OnText | None) -> str:
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
@@ -182,8 +239,10 @@ class OpenAIProvider:
     def _delta(self, data: str) -> str:
         try:
             chunk = json.loads(data)
-            if "error" in chunk:
-                raise AgentUnavailable(f"{redact(self.base_url)} failed mid-reply: {str(chunk['error'])[:300]}")
+            if "error" in chunk:  # llama.cpp answers HTTP 200, then says inside the stream that the prompt is too long
+                said = str(chunk["error"])[:300]
+                raise context_refusal(redact(self.base_url), said) or AgentUnavailable(
+                    f"{redact(self.base_url)} failed mid-reply: {said}")
             choices = chunk.get("choices") or []
             return str((choices[0].get("delta") or {}).get("content") or "") if choices else ""
         except (ValueError, AttributeError, TypeError):

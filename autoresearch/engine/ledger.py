@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..paths import STATE_DIR
 from .events import Event, validate_dict
@@ -192,6 +192,8 @@ class Ledger:
         self.writable = writable
         self._lock = threading.RLock()
         self.generation = -1  # +1 each time the cache is rebuilt from scratch (a client starts over then)
+        # called with each stored event (read-only) once it is durable; exceptions are swallowed (engine.notify)
+        self.observers: list[Callable[[dict[str, Any]], Any]] = []
         self._clear()
 
     def _clear(self) -> None:
@@ -388,6 +390,12 @@ class Ledger:
             apply = self._reducer.apply
             self._typed.extend([apply(ev) for ev in stored])
             self._events.extend(stored)
+        for ev in stored if self.observers else ():  # durable now; outside the lock (an observer may read the ledger)
+            for observer in list(self.observers):
+                try:
+                    observer(ev)
+                except Exception:  # a notifier must never make the ledger fail
+                    pass
         return stored
 
     # -- reduced views -------------------------------------------------------------------------------

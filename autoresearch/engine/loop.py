@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import git
 
 from .. import __version__
-from ..agent.base import Agent, AgentContext, AgentError, AgentUnavailable, Proposal, as_agent
+from ..agent.base import Agent, AgentContext, AgentError, AgentUnavailable, ContextTooSmall, Proposal, as_agent
 from ..backends import agent_env
 from ..harness.session import HarnessConfig
 from ..training.trial import (TrialSpec, confinement_line, discard_weights, exposed_data, run_trial,
@@ -35,6 +35,7 @@ from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrup
                      NoiseEstimated, Paused, Phase, ProposalRejected, Remeasured, Resumed, RunStarted, Stopped, TrainingFinished,
                      TrainingStarted)
 from .ledger import Ledger
+from .notify import NotifySettings, NotifyWatcher, attach, default_stall_seconds
 from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
 from .rundir import PENDING, RunDir, RunError, RunLock, script_hash
@@ -53,6 +54,7 @@ class EngineOptions:
     agent_backoff: tuple[float, ...] = (5, 15, 30, 60, 120, 300)
     max_agent_failures: int = 10  # unusable proposals in a row before the run stops (a broken model or prompt)
     poll_interval: float = 0.5
+    notify: NotifySettings | None = None  # [notify]: a webhook / desktop notification on new bests, crashes, stops
 
 
 class Engine:
@@ -81,6 +83,7 @@ class Engine:
         self._session_started = time.monotonic()  # (set again by run(): the limit counts from the loop's start)
         self._control_lock = threading.Lock()
         self._notes_seen: set[str] = set()  # note ids already acknowledged in the log
+        self._notify: NotifyWatcher | None = None
         self._agent_busy = False  # the agent is writing a proposal or a repair (a stop abandons it)
         self._interrupt_signal: int | None = None  # the signal that wakes the main thread (install_signal_handlers)
         self._agent_failures = 0  # unusable proposals in a row
@@ -107,6 +110,9 @@ class Engine:
         self._lock.acquire()
         self._session_started = time.monotonic()
         try:
+            budget = self.config.get("profile", {}).get("time_budget")
+            self._notify = attach(self.ledger, self.options.notify, self.run_dir.path.name, self.log,
+                                  default_stall=default_stall_seconds(budget))
             resumed = bool(self.ledger.events())
             self.ledger.append(RunStarted(pid=os.getpid(), host=socket.gethostname(), version=__version__,
                                           resumed=resumed))
@@ -125,6 +131,8 @@ class Engine:
             self.live.set("training", None)
             self.live.set("agent", None, force=True)
             self._lock.release()
+            if self._notify is not None:
+                self._notify.close()  # (the "stopped" notice goes out, and its failure still reaches engine.log)
             self._engine_log.close()
 
     def _past_time_limit(self, done: int) -> str:
@@ -244,8 +252,8 @@ class Engine:
         data_dir = self.config.get("data_dir")
         if not data_dir:
             return
-        try:
-            manifest = verify(Path(data_dir))
+        try:  # every file hashed once per engine start: a shard changed in place with its size and mtime kept
+            manifest = verify(Path(data_dir), use_cache=False)  # passes the per-training stamp check, not this
         except DataError as e:
             raise RunError(f"the run's data is not usable: {e}") from None
         frozen = self.config.get("manifest_digest")
@@ -396,6 +404,11 @@ class Engine:
                 self.log(f"agent unavailable ({e}); waiting {wait:.0f}s (no experiment is spent)")
                 if not self._sleep(wait):
                     return None
+            except ContextTooSmall as e:  # no prompt can ever fit: stopping says so at once (not after 10 tries)
+                self.ledger.append(AgentErrorEvent(message=str(e)))
+                self.log(f"agent error: {e}")
+                self.request_stop(reason=f"the LLM cannot take a prompt: {e}")
+                return None
             except AgentError as e:
                 self.ledger.append(AgentErrorEvent(message=str(e)))
                 self.log(f"agent error: {e}")
