@@ -121,6 +121,8 @@ def diagnose(settings: config_mod.Settings | None = None, hw: Hardware | None = 
     problems += report["datasets"].pop("problems")
     report["sandbox"] = check_sandbox(settings.data_dir)
     problems += report["sandbox"].pop("problems")
+    report["sleep"] = check_sleep()
+    problems += report["sleep"].pop("problems")
     free = shutil.disk_usage(settings.data_dir if settings.data_dir.exists() else Path.home()).free / 1024**3
     report["disk_free_gb"] = round(free, 1)
     if free < 5:
@@ -146,6 +148,22 @@ def check_sandbox(data_dir: Path) -> dict[str, Any]:
     if root:
         out["problems"].append(_problem(f"the data directory {data_dir} is inside {root}, which the training may read",
                                         "move the prepared data elsewhere (AUTORESEARCH_CACHE or [paths] data_dir)"))
+    return out
+
+
+def check_sleep() -> dict[str, Any]:
+    """Whether an engine here would hold the machine's sleep off while it runs (and how to do it by hand if not)."""
+    from .engine.awake import _system, sleep_support
+
+    support = sleep_support()
+    out: dict[str, Any] = {**support.to_dict(), "problems": []}
+    # a problem where machines sleep by themselves (a Mac, a Windows PC); on Linux without a working inhibitor it is
+    # mostly a server or a container (no logind: nothing suspends it either), so the Sleep line says it, no more
+    if not support.available and support.mechanism != "off" and _system() != "linux":
+        out["problems"].append(_problem(
+            f"an engine cannot keep this machine awake: {support.detail}",
+            f"{support.hint}. A machine that never sleeps (a server, a container) can ignore this, or set "
+            "AUTORESEARCH_NO_INHIBIT=1"))
     return out
 
 
@@ -193,6 +211,8 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append("           none prepared")
     if "sandbox" in r:
         lines.append(f"Sandbox    {r['sandbox']['summary']}")
+    if "sleep" in r:
+        lines.append(f"Sleep      {r['sleep']['summary']}")
     lines.append(f"Disk       {r['disk_free_gb']} GB free")
     if r["config"]:
         lines.append(f"Config     {r['config']}")

@@ -19,6 +19,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     base = tmp_path_factory.mktemp("home")
     os.environ["AUTORESEARCH_CACHE"] = str(base / "cache")
     os.environ["AUTORESEARCH_CONFIG_DIR"] = str(base / "config")
+    os.environ["AUTORESEARCH_NO_INHIBIT"] = "1"  # engines under test do not hold a developer's desktop awake
 
 
 @pytest.fixture(scope="session")

@@ -176,12 +176,13 @@ def test_time_split_from_recorded_timing(tmp_path: Path) -> None:
     ])
     md = format_markdown(build_report(run))
     # engine time 900 s: training 600 s, evaluation 40 s, agent 60 s, overhead 2 x 20 s start-up + 5 s, other 155 s
-    assert "| training (the harness's clock) | 0.17 | 66.7 % |" in md
-    assert "| evaluation | 0.01 | 4.4 % |" in md
-    assert "| agent (proposing, repairing) | 0.02 | 6.7 % |" in md
-    assert "| overhead (start-up, compiling, crashed runs, the engine) | 0.01 | 5.0 % |" in md
-    assert "| other (idle, paused, waiting for the model, not recorded) | 0.04 | 17.2 % |" in md
-    assert "**0.25**" in md and "- Note:" not in md
+    assert "| part | minutes | share |" in md  # a run under 2 hours is told in minutes
+    assert "| training (the harness's clock) | 10.0 | 66.7 % |" in md
+    assert "| evaluation | 0.7 | 4.4 % |" in md
+    assert "| agent (proposing, repairing) | 1.0 | 6.7 % |" in md
+    assert "| overhead (start-up, compiling, crashed runs, the engine) | 0.8 | 5.0 % |" in md
+    assert "| other (idle, paused, waiting for the model, not recorded) | 2.6 | 17.2 % |" in md
+    assert "**15.0**" in md and "- Note:" not in md
     assert "- **Pace:** 8.0 experiments per hour (2 in 15 min of engine time)" in md
     assert "2026-03-08 22:00 – 22:15 UTC (15 min)" in md
     assert "## Kept changes\n\nNone yet" in md and "## Failures\n\nNone" in md

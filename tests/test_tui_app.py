@@ -56,6 +56,7 @@ def test_a_run_that_stopped_by_itself_is_not_shown_as_a_dead_engine(tmp_path: Pa
         app = make_app(tmp_path / "runs", tmp_path / "runs" / "done")
         async with app.run_test(size=(200, 50)) as pilot:
             await until(pilot, lambda: len(dashboard(app).rows) >= 5, what="the rows")
+            await until(pilot, lambda: "research on:" in screen_text(app), what="the stopped banner")
             text = screen_text(app)
             assert "engine not running" not in text
             assert "stopped at" in text and "stopped by the user after the experiment" in text

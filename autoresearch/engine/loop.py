@@ -35,6 +35,7 @@ from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrup
                      NoiseEstimated, Paused, Phase, ProposalRejected, Remeasured, Resumed, RunStarted, Stopped, TrainingFinished,
                      TrainingStarted)
 from .ledger import Ledger
+from .awake import Inhibitor, hold_awake
 from .notify import NotifySettings, NotifyWatcher, attach, default_stall_seconds
 from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
@@ -84,6 +85,7 @@ class Engine:
         self._control_lock = threading.Lock()
         self._notes_seen: set[str] = set()  # note ids already acknowledged in the log
         self._notify: NotifyWatcher | None = None
+        self._awake: Inhibitor | None = None  # sleep held off while this engine runs (where the machine allows)
         self._agent_busy = False  # the agent is writing a proposal or a repair (a stop abandons it)
         self._interrupt_signal: int | None = None  # the signal that wakes the main thread (install_signal_handlers)
         self._agent_failures = 0  # unusable proposals in a row
@@ -118,6 +120,8 @@ class Engine:
                                           resumed=resumed))
             self._phase("starting")
             self._say_confinement()
+            self._awake = hold_awake(why=f"autoresearch run {self.run_dir.path.name}")  # ends with this process
+            self.log(self._awake.line)
             self._recover()
             reason = self._loop()
         except BaseException as e:
@@ -131,6 +135,8 @@ class Engine:
             self.live.set("training", None)
             self.live.set("agent", None, force=True)
             self._lock.release()
+            if self._awake is not None:
+                self._awake.release()
             if self._notify is not None:
                 self._notify.close()  # (the "stopped" notice goes out, and its failure still reaches engine.log)
             self._engine_log.close()
