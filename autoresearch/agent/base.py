@@ -24,6 +24,10 @@ class ContextTooSmall(AgentError):
     """Even the smallest prompt does not fit the model's context window (or the server said the prompt is too
     long): no reply can ever be usable, so the run stops at once with the sizes and the fix."""
 
+    def __init__(self, message: str, window: int | None = None) -> None:
+        super().__init__(message)
+        self.window = window  # the window the server named in its refusal, when it did
+
 
 @dataclass
 class Proposal:

@@ -252,7 +252,7 @@ class LLMAgent(Agent):
     def window(self) -> tuple[int | None, str]:
         """The context window in tokens and where it was learnt ('' when unknown: prompts go as they are)."""
         if self.context_window:
-            return self.context_window, "[agent] context_window in the config"
+            return self.context_window, "[agent] context_window in the config, or the server's refusal"
         ask = getattr(self.provider, "context_window", None)
         said = ask() if callable(ask) else None
         return (said, f"{self.provider.name} says so") if said else (None, "")
@@ -281,6 +281,15 @@ class LLMAgent(Agent):
 
     # -- Agent protocol ---------------------------------------------------------------------------------
     def propose(self, ctx: AgentContext) -> Proposal:
+        try:
+            return self._propose(ctx)
+        except ContextTooSmall as e:  # the server named its window in the refusal: learn it, fit, ask once more
+            if e.window and self.context_window is None:
+                self.context_window = e.window
+                return self._propose(ctx)
+            raise
+
+    def _propose(self, ctx: AgentContext) -> Proposal:
         problems, sizes = [], []
         for fmt in self.formats:
             try:

@@ -92,6 +92,7 @@ def redact(text: str, *secrets: str) -> str:
 # how servers say a prompt is longer than their context (llama.cpp, llama-cpp-python, vLLM, OpenAI, LM Studio)
 _CONTEXT_WORDS = re.compile(r"context (size|length|window)|n_ctx|exceed\w* the (available )?context|maximum context|"
                             r"too many tokens|prompt is too long|context_length_exceeded", re.I)
+_WINDOW_SAID = re.compile(r"context (?:size|window|length)\D{0,20}?(\d{3,7})|\"?n_ctx\"?\s*[:=]\s*(\d{3,7})", re.I)
 CONTEXT_FIX = ("start the server with a larger context (llama.cpp: -c 8192; llama-cpp-python: --n_ctx 8192; Ollama: "
                "[agent] max_ctx), use a model with a larger window, or set [agent] context_window to the server's "
                "size so prompts are fitted to it")
@@ -101,7 +102,9 @@ def context_refusal(where: str, text: str) -> ContextTooSmall | None:
     """A server's own words that the prompt did not fit, as the error that stops the run (None: another error)."""
     if not _CONTEXT_WORDS.search(text):
         return None
-    return ContextTooSmall(f"{where} refused the prompt as longer than its context window ({text[:200]}): {CONTEXT_FIX}")
+    named = _WINDOW_SAID.search(text)  # llama.cpp: "... context size (4096 tokens)", llama-cpp-python: "... of 2048"
+    return ContextTooSmall(f"{where} refused the prompt as longer than its context window ({text[:200]}): {CONTEXT_FIX}",
+                           window=int(named.group(1) or named.group(2)) if named else None)
 
 
 def http_failure(url: str, r: httpx.Response, *, structured: bool = False, secrets: tuple[str, ...] = ()) -> AgentError:
