@@ -4,6 +4,7 @@ environment the agent's processes get (an allowlist)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -99,3 +100,39 @@ def test_trainings_share_a_lasting_compile_cache(tmp_path: Path, monkeypatch: py
     assert env["TRITON_CACHE_DIR"] == str(tmp_path / "cache" / "compile" / "triton")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")  # a user's own setting wins
     assert agent_env()["TORCHINDUCTOR_CACHE_DIR"] == "/elsewhere"
+
+
+def test_a_training_past_the_memory_limit_is_stopped_as_oom_before_the_os_would(tmp_path: Path) -> None:
+    code = (
+        "import time\n"
+        "hog = []\n"
+        "while True:\n"
+        "    hog.append(bytearray(20 << 20))\n"
+        "    time.sleep(0.05)\n"
+    )
+    runner = Runner(memory_limit_mb=200)
+    r = runner.run([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ), log_path=tmp_path / "log",
+                   deadline_seconds=60)
+    assert r.status == "oom" and r.reason.startswith("stopped at 0.2 GB of memory before the OS would kill it")
+    assert "a smaller batch or model fits" in r.reason and 190 < r.peak_memory_mb < 400
+
+
+def test_a_sigkill_the_runner_did_not_send_is_a_likely_oom_kill(tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    runner = Runner()
+    pid_file = tmp_path / "training.pid"
+
+    def kill_from_outside() -> None:  # as the kernel's OOM killer would
+        end = time.monotonic() + 20
+        while not pid_file.exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(json.loads(pid_file.read_text())["pid"], signal.SIGKILL)
+
+    threading.Thread(target=kill_from_outside, daemon=True).start()
+    r = runner.run([sys.executable, "-c", "import time; time.sleep(30)"], cwd=tmp_path, env=dict(os.environ),
+                   log_path=tmp_path / "log", deadline_seconds=60, pid_file=pid_file)
+    assert r.status == "oom" and "killed by SIGKILL from outside the engine" in r.reason
+    assert "out-of-memory killer" in r.reason

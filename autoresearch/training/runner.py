@@ -24,6 +24,8 @@ import psutil
 from ..harness.sandbox import kill_tree
 
 OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted")
+# a SIGKILL of the training: its own (-9), or as the sandbox launcher reports its child's (128 + 9)
+_SIGKILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "out of memory", "[METAL] Command buffer execution failed: Insufficient Memory")
 
 
@@ -43,6 +45,13 @@ class RunResult:
     @property
     def val_bpb(self) -> float | None:
         return self.metrics.get("val_bpb")
+
+
+def memory_limit() -> int:
+    """All of the machine's memory but a reserve for the engine, the LLM's unloaded state and the OS (10%, at least
+    2 GB): a training past it would have the OS's out-of-memory killer take something."""
+    total = psutil.virtual_memory().total
+    return int(total - max(0.10 * total, 2 * 2**30))
 
 
 def _tree_rss(proc: psutil.Process) -> int:
@@ -88,7 +97,10 @@ def log_tail(path: Path, lines: int = 30) -> str:
 class Runner:
     """Runs the processes of one training; ``stop()`` from another thread ends it as interrupted."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory_limit_mb: float | None = None) -> None:
+        # the training tree's resident memory that ends it as oom before the OS's out-of-memory killer would
+        # (None: all but a reserve of the machine's memory, see memory_limit)
+        self.memory_limit = memory_limit_mb * 2**20 if memory_limit_mb else memory_limit()
         self._proc: subprocess.Popen[bytes] | None = None
         self._others: list[subprocess.Popen[bytes]] = []  # the scorer and its serving processes
         self._interrupted = threading.Event()
@@ -131,8 +143,14 @@ class Runner:
                 tmp.write_text(json.dumps({"pid": proc.pid, "create_time": ps.create_time()}))
                 os.replace(tmp, pid_file)
             timed_out = False
+            too_big = ""
             while proc.poll() is None:
-                peak = max(peak, _tree_rss(ps))
+                rss = _tree_rss(ps)
+                peak = max(peak, rss)
+                too_big = self._memory_guard(rss)
+                if too_big:
+                    kill_tree(proc.pid)
+                    break
                 if time.monotonic() - started > deadline_seconds:
                     timed_out = True
                     kill_tree(proc.pid)
@@ -151,11 +169,28 @@ class Runner:
                            peak_memory_mb=peak / 2**20, log_path=log_path, tail=log_tail(log_path))
         if self._interrupted.is_set():
             result.status, result.reason = "interrupted", "stopped before the training finished"
+        elif too_big:
+            result.status, result.reason = "oom", too_big
+        elif proc.returncode in _SIGKILLED and not timed_out:  # not ours: the kernel's OOM killer, usually
+            result.status = "oom"
+            result.reason = (f"killed by SIGKILL from outside the engine, most likely the kernel's out-of-memory killer "
+                             f"(the training had reached {peak / 2**30:.1f} GB)")
         elif timed_out:
             result.status, result.reason = "timeout", f"killed after {deadline_seconds:.0f}s (budget + start-up + evaluation allowance)"
         else:
             result.status, result.reason = classify(proc.returncode, result.tail)
         return result
+
+    def _memory_guard(self, rss: int) -> str:
+        """Why the training must end now for its memory ('' while it may go on): over the limit, or the machine
+        nearly out of memory with this training holding much of it."""
+        vm = psutil.virtual_memory()
+        low = vm.available < max(0.03 * vm.total, 512 * 2**20) and rss > 0.25 * vm.total
+        if rss <= self.memory_limit and not low:
+            return ""
+        return (f"stopped at {rss / 2**30:.1f} GB of memory before the OS would kill it (the machine has "
+                f"{vm.total / 2**30:.0f} GB, {vm.available / 2**30:.1f} GB were left; the limit is "
+                f"{self.memory_limit / 2**30:.1f} GB): a smaller batch or model fits")
 
     @property
     def interrupted(self) -> bool:
