@@ -417,3 +417,17 @@ def test_a_window_named_in_a_refusal_is_learnt_and_the_prompt_fitted(server: str
     assert p.meta["format"] == "knobs" and agent.window()[0] == 2048
     chats = [s for s in Scripted.seen if s["path"] == "/v1/chat/completions"]
     assert len(chats) == 2 and "left out to fit" in chats[1]["body"]["messages"][1]["content"]
+
+
+def test_an_empty_stream_is_asked_again_without_streaming_for_the_real_error(server: str) -> None:
+    """Measured with llama-cpp-python 0.3 started with its defaults: a prompt over its 2048 tokens gets HTTP 200 and
+    a stream that ends with nothing; the same request without streaming answers 400 'maximum context length is 2048
+    tokens'. The agent asks again without streaming, learns the window and fits the prompt."""
+    refusal = json.dumps({"error": {"message": "This model's maximum context length is 2048 tokens. However, you "
+                                               "requested 7024 tokens", "code": "context_length_exceeded"}})
+    Scripted.script = [{"raw": []}, {"status": 400, "body": refusal}, KNOBS_REPLY]
+    agent = _openai(server)
+    p = agent.propose(_ctx())
+    assert p.meta["format"] == "knobs" and agent.window()[0] == 2048
+    chats = [s for s in Scripted.seen if s["path"] == "/v1/chat/completions"]
+    assert [c["body"]["stream"] for c in chats] == [True, False, True]

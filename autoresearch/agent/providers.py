@@ -231,7 +231,15 @@ class OpenAIProvider:
             if "text/event-stream" not in r.headers.get("content-type", ""):
                 r.read()
                 return self._whole(r)
-            return collect((self._delta(data) for data in sse_data(r.iter_lines(), deadline)), on_text)
+            text = collect((self._delta(data) for data in sse_data(r.iter_lines(), deadline)), on_text)
+        if text or not body.get("stream"):
+            return text
+        # a stream that ended with nothing: llama-cpp-python fails inside an HTTP 200 stream and says nothing (e.g. a
+        # prompt longer than its context). Asked once without streaming, it answers with the error itself.
+        with post_stream(self.base_url, "/chat/completions", dict(body, stream=False), headers,
+                         read_timeout=self.read_timeout, secrets=(self._key,), structured="response_format" in body) as r:
+            r.read()
+            return self._whole(r)
 
     def _whole(self, r: httpx.Response) -> str:
         try:

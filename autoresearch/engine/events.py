@@ -33,7 +33,7 @@ TRAINING_PURPOSES = ("baseline", "experiment", "confirm", "repair", "retest")
 VERDICTS = ("accept", "reject", "unreviewed")  # the user's review of a kept change
 # what the engine is doing; "training" and "evaluating" carry the experiment's index
 PHASES = ("starting", "proposing", "repairing", "waiting_for_agent", "training", "evaluating", "paused",
-          "waiting_for_disk", "stopped", "reverting", "retesting")
+          "waiting_for_disk", "stopped", "reverting", "retesting", "waiting_for_quiet")
 
 
 class EventError(ValueError):
@@ -137,6 +137,7 @@ class TrainingFinished(IndexedEvent):
     log: str | None = None
     reason: str = ""
     tail: str = ""
+    others_cpu: float | None = None  # the share of the machine's CPU other processes took meanwhile (contention.py)
 
     def validate(self) -> None:
         _index(self)

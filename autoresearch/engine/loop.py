@@ -36,6 +36,7 @@ from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrup
                      TrainingStarted)
 from .ledger import Ledger
 from .awake import Inhibitor, hold_awake
+from .contention import Contention, ContentionMonitor, wait_for_quiet
 from .notify import NotifySettings, NotifyWatcher, attach, default_stall_seconds
 from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
@@ -55,6 +56,10 @@ class EngineOptions:
     agent_backoff: tuple[float, ...] = (5, 15, 30, 60, 120, 300)
     max_agent_failures: int = 10  # unusable proposals in a row before the run stops (a broken model or prompt)
     poll_interval: float = 0.5
+    contention_threshold: float = 0.25  # other processes' share of the machine's CPU that makes a training contended
+    max_contended_reruns: int = 2  # then a contended result is used (and said so)
+    quiet_wait_seconds: float = 600.0  # how long to wait for a quiet machine (once a night) before going on anyway
+    quiet_window_seconds: float = 5.0  # quiet means two such windows in a row below half the threshold
     notify: NotifySettings | None = None  # [notify]: a webhook / desktop notification on new bests, crashes, stops
 
 
@@ -85,6 +90,7 @@ class Engine:
         self._control_lock = threading.Lock()
         self._notes_seen: set[str] = set()  # note ids already acknowledged in the log
         self._notify: NotifyWatcher | None = None
+        self._busy_machine = False  # a wait for a quiet machine ran out: contended results are used from now on
         self._awake: Inhibitor | None = None  # sleep held off while this engine runs (where the machine allows)
         self._agent_busy = False  # the agent is writing a proposal or a repair (a stop abandons it)
         self._interrupt_signal: int | None = None  # the signal that wakes the main thread (install_signal_handlers)
@@ -559,16 +565,58 @@ class Engine:
 
         ``attempt`` numbers the trainings of one experiment (logs and metrics files); default: ``seed_run``.
         ``purpose``: baseline, experiment, confirm (another seed of a promising change), repair (the agent's fix).
+        A training during which other processes took the machine (contention.py) is recorded as contended, not
+        used, and trained again once the machine is quiet (at most ``max_contended_reruns`` times).
         """
-        run = self.run_dir
         attempt = seed_run if attempt is None else attempt
+        for rerun in range(self.options.max_contended_reruns + 1):
+            last = rerun == self.options.max_contended_reruns or self._busy_machine
+            result, busy = self._train_once(index, seed_run, attempt, purpose, rerun, last)
+            if result is None or busy is None:
+                return result
+            if last:
+                why = "the machine stays busy tonight" if self._busy_machine else f"still so after {rerun} re-run(s)"
+                self.log(f"[exp {index}] contended ({busy.words()}), {why}: this result is used; its others_cpu "
+                         "figure is in the ledger")
+                return result
+            discard_weights(result)
+            self._scored = [r for r in self._scored if r is not result]
+            self.log(f"[exp {index}] seed {result.metrics.get('seed', seed_run)}: contended, not used: {busy.words()} "
+                     f"during the training; training it again once the machine is quiet")
+            if not self._wait_for_quiet(index):
+                return None
+        return None  # (not reached)
+
+    def _wait_for_quiet(self, index: int) -> bool:
+        """Wait (bounded) for the other processes to leave the machine; False when a stop came meanwhile."""
+        self._phase("waiting_for_quiet", index, detail="other processes are using the machine")
+        limit = self.options.quiet_wait_seconds
+        seen = wait_for_quiet(self.options.contention_threshold / 2, limit=limit, window=self.options.quiet_window_seconds,
+                              keep_waiting=lambda: (self._poll_control(), not self._stop)[1])
+        if self._stop:
+            return False
+        if seen is None:  # not again tonight: a machine that is never quiet must not cost the night in waiting
+            self._busy_machine = True
+            self.log(f"[exp {index}] the machine stayed busy for {limit / 60:.0f} min: training again anyway, and from "
+                     "now on contended results are used (marked in the ledger) instead of waited out")
+        else:
+            self.log(f"[exp {index}] the machine is quiet again ({seen.words()})")
+        return True
+
+    def _train_once(self, index: int, seed_run: int, attempt: int, purpose: str, rerun: int,
+                    last: bool) -> tuple[RunResult | None, Contention | None]:
+        """One training; (its result, the contention when it was contended and ok, else None)."""
+        run = self.run_dir
         log_path = run.log_path(index, attempt)
+        if rerun:
+            log_path = log_path.with_name(f"{log_path.stem}-rerun{rerun}.log")
         seed = int(self.config.get("seed", 0)) + seed_run
         harness = dataclasses.replace(HarnessConfig.load(run.harness_path), seed=seed)
         deadline = float(self.config["deadline_seconds"])
-        spec = TrialSpec(script_dir=run.path, work_dir=run.state / "trials" / f"{index:04d}-{attempt}", harness=harness,
-                         log_path=log_path, deadline_seconds=deadline, eval_deadline_seconds=max(300.0, deadline),
-                         env=agent_env(backend=self.backend), keep_weights=True)
+        spec = TrialSpec(script_dir=run.path, work_dir=run.state / "trials" / f"{index:04d}-{attempt}-{rerun}",
+                         harness=harness, log_path=log_path, deadline_seconds=deadline,
+                         eval_deadline_seconds=max(300.0, deadline), env=agent_env(backend=self.backend),
+                         keep_weights=True)
         log_rel = str(log_path.relative_to(run.state))
         self.ledger.append(TrainingStarted(index=index, attempt=attempt, seed=seed, log=log_rel, purpose=purpose,
                                            budget_seconds=float(self.config.get("profile", {}).get("time_budget", 0))))
@@ -579,6 +627,7 @@ class Engine:
         watcher.start()
         t0 = time.perf_counter()
         self._train_started = time.time()
+        monitor = ContentionMonitor().start()
         try:
             result = run_trial(spec, self.runner, on_line=self._on_train_line, pid_file=run.state / "training.pid",
                                on_phase=lambda phase: self._phase("evaluating", index))
@@ -587,23 +636,31 @@ class Engine:
             self._training = False
             self.live.set("training", None, force=True)
             watcher.join(timeout=5)
+        busy = monitor.stop()
+        others = round(busy.share, 3)
         self.runner = Runner()  # a Runner stopped by skip/stop-now stays stopped; the next run gets a fresh one
         if result.status == "interrupted" or self._skip:
             why = "skipped by the user" if self._skip else (self._stop or "interrupted")
             self._skip = False
             self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="interrupted", val_bpb=None,
                                                 metrics=result.metrics, peak_memory_mb=result.peak_memory_mb,
-                                                wall_seconds=result.wall_seconds, log=log_rel, reason=why))
+                                                wall_seconds=result.wall_seconds, log=log_rel, reason=why,
+                                                others_cpu=others))
             if purpose != "retest":  # a re-test's experiment was decided already: it keeps its outcome
                 self.ledger.append(ExperimentInterrupted(index=index, reason=why))
             self.ledger.write_results_tsv()
             self.log(f"[exp {index}] interrupted: {why}")
-            return None
-        self.ledger.append(TrainingFinished(index=index, seed=seed, outcome=result.status,
+            return None, None
+        # an ok training, or one that ran out of time, while others took the machine: the machine's fault, not the change's
+        unfair = result.status in ("ok", "timeout") and busy.share > self.options.contention_threshold
+        contended = unfair and not last
+        self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="contended" if contended else result.status,
                                             val_bpb=result.val_bpb if result.status == "ok" else None,
                                             metrics=result.metrics, peak_memory_mb=result.peak_memory_mb,
-                                            wall_seconds=result.wall_seconds, log=log_rel, reason=result.reason,
-                                            tail=result.tail[-2000:] if result.status != "ok" else ""))
+                                            wall_seconds=result.wall_seconds, log=log_rel,
+                                            reason=busy.words() if contended else result.reason,
+                                            tail=result.tail[-2000:] if result.status != "ok" else "",
+                                            others_cpu=others))
         if result.status == "ok":
             self._scored.append(result)
             m = result.metrics
@@ -611,7 +668,7 @@ class Engine:
                      f"{m.get('tokens_per_second', 0):,.0f} tok/s, {result.wall_seconds:.0f}s")
         else:
             self.log(f"[exp {index}] seed {seed}: {result.status}: {result.reason}")
-        return result
+        return result, busy if unfair else None
 
     def _on_train_line(self, line: str) -> None:
         """A line of the training's output (reader thread): progress into live.json, the phase, the headless log."""

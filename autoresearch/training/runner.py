@@ -23,7 +23,8 @@ import psutil
 
 from ..harness.sandbox import kill_tree
 
-OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted")
+# contended: it trained, but other processes took the machine meanwhile: not used (the engine trains it again)
+OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted", "contended")
 # a SIGKILL of the training: its own (-9), or as the sandbox launcher reports its child's (128 + 9)
 _SIGKILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "out of memory", "[METAL] Command buffer execution failed: Insufficient Memory")

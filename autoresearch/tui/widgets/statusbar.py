@@ -19,6 +19,7 @@ PHASE_WORDS = {
     "evaluating": "evaluating",
     "paused": "paused",
     "waiting_for_disk": "paused: disk full",
+    "waiting_for_quiet": "waiting for a quiet machine",
     "stopped": "stopped",
     "reverting": "reverting a kept change",
     "retesting": "re-testing",
@@ -49,7 +50,7 @@ def phase_text(state: RunState, now: float, remaining: float | None, compact: bo
         return text
     word = PHASE_WORDS.get(state.phase, state.phase)
     style = {"training": "bold green", "evaluating": "bold green", "paused": "bold yellow",
-             "waiting_for_agent": "bold yellow", "waiting_for_disk": "bold red"}.get(state.phase, "bold cyan")
+             "waiting_for_agent": "bold yellow", "waiting_for_disk": "bold red", "waiting_for_quiet": "bold yellow"}.get(state.phase, "bold cyan")
     text.append(f"● {word}", style=style)
     cur = state.current
     if state.phase in ("training", "evaluating") and cur is not None:
