@@ -92,6 +92,8 @@ def test_cursor_moves_and_the_diff_follows(recorded: Path) -> None:
         app = make_app(recorded, recorded / "mar8")
         async with app.run_test(size=(200, 50)) as pilot:
             await until(pilot, lambda: dashboard(app).rows, what="rows")
+            table = app.screen.query_one(HistoryTable)  # (under load the first selection can come after the rows)
+            await until(pilot, lambda: table.selected is not None and table.selected.index == 40, what="the newest row")
             await pilot.press("k", "k")  # exp 38: its commit changes UNEMBED_LR 0.006 -> 0.008
             diff = app.screen.query_one(DiffView)
             await until(pilot, lambda: diff._diff is not None and diff._row.index == 38, what="diff of 38")
