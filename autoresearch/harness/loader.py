@@ -364,7 +364,7 @@ class TokenBatches:
         infos = [s for s in self.manifest.splits.get(split, []) if s.tokens > 0]
         if not infos:
             raise DataError(
-                f"The prepared data at {self.data_dir} has no {split} tokens. " + mf.prepare_again(self.data_dir)
+                f"The prepared data at {self.data_dir} has no {split} tokens. Run {mf.reprepare_hint(self.manifest)}."
             )
         self.split = split
         self.batch_size = batch_size
