@@ -1,6 +1,11 @@
 """Tokens/s and val_bpb of train_torch.py and train_mlx.py at the CPU profile, after a fixed budget.
 
-    python benchmarks/train_cpu.py [--budget 30] [--seeds 0 1] [--backends torch mlx]
+    python benchmarks/train_cpu.py [--budget 30] [--seeds 0 1 2] [--backends torch mlx]
+                                   [--set KNOB=VALUE ...] [--script PATH --label NAME]
+
+--set rewrites knobs of the rendered template (a variant to compare); --script trains another file instead
+of the template (a reference kept outside the repo, see train_cpu.md), rendered the same way when it has the
+template's knob names and trained as is otherwise.
 
 Prepares the full `stdlib` corpus at vocab 2048 if needed (a few seconds), then trains each template,
 rendered with the CPU profile's knobs, through the real runner, once per seed. Prints one row per run and
@@ -11,6 +16,7 @@ the mean per backend, next to the unigram baseline of the same data. Reference (
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import statistics
 import sys
@@ -20,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoresearch.backends import BACKENDS, harness_config  # noqa: E402
-from autoresearch.backends.knobs import render_for_profile  # noqa: E402
+from autoresearch.backends.knobs import read_knobs, render_for_profile, set_knobs  # noqa: E402
 from autoresearch.training.trial import run_script  # noqa: E402
 from autoresearch.hardware import Hardware, detect, profile_for  # noqa: E402
 from autoresearch.harness.prepare import prepare  # noqa: E402
@@ -32,7 +38,17 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=30.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--backends", nargs="+", default=["torch", "mlx"])
+    ap.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE", help="a knob's value (Python literal)")
+    ap.add_argument("--script", type=Path, help="train this file instead of the backend's template")
+    ap.add_argument("--label", help="the name printed for this variant (default: the backend, the script, the knobs)")
     args = ap.parse_args()
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        try:
+            overrides[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[name.strip()] = value.strip()  # a bare string such as SSSL
 
     here = detect()
     cpu_only = Hardware(here.system, "x86_64", here.cpu_model, here.cpu_cores, here.cpu_threads, here.ram_gb,
@@ -49,7 +65,11 @@ def main() -> None:
         profile = profile_for(cpu_only, {"backend": name, "time_budget": args.budget, "dataset": "stdlib"})
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
-                source = render_for_profile(BACKENDS[name].template().read_text(), profile)
+                source = (args.script or BACKENDS[name].template()).read_text()
+                if "DEPTH" in read_knobs(source):
+                    source = render_for_profile(source, profile)
+                if overrides:
+                    source = set_knobs(source, overrides)
                 r = run_script(source, harness_config(profile, data.directory, data.manifest, seed=seed), Path(tmp),
                                deadline_seconds=args.budget * 3 + 300)
             m = dict(r.metrics, total_seconds=r.wall_seconds)
@@ -64,8 +84,10 @@ def main() -> None:
     print()
     for name, rows in results.items():
         bpbs = [b for b, _ in rows]
-        spread = f" (min {min(bpbs):.4f}, max {max(bpbs):.4f})" if len(bpbs) > 1 else ""
-        print(f"{name}: mean val_bpb {statistics.mean(bpbs):.4f}{spread}, "
+        spread = (f" (sd {statistics.stdev(bpbs):.4f}, min {min(bpbs):.4f}, max {max(bpbs):.4f})"
+                  if len(bpbs) > 1 else "")
+        label = args.label or " ".join([name] + ([args.script.name] if args.script else []) + args.set)
+        print(f"{label}: mean val_bpb {statistics.mean(bpbs):.4f}{spread}, seeds {' '.join(map(str, args.seeds))}, "
               f"{statistics.mean(t for _, t in rows):,.0f} tok/s, {args.budget:.0f} s budget; unigram {unigram:.3f}")
 
 

@@ -47,6 +47,13 @@ def test_trains_below_the_unigram_baseline(tmp_path: Path, stdlib_small: Prepare
     assert m["num_steps"] > 10 and m["total_tokens"] > 0
     assert "mfu_percent" not in m  # no known peak on a CPU
     assert m["causality_max_diff"] is not None and m["causality_max_diff"] < 1e-3
+    # the loss curve, recorded by the data server: progress rising in ~1% steps, the smoothed loss falling
+    curve = m["loss_curve"]
+    assert len(curve) >= 10
+    progress = [p for p, _ in curve]
+    assert progress == sorted(progress) and 0 < progress[0] < 0.2 and progress[-1] > 0.8
+    assert all(b - a >= 0.0099 for a, b in zip(progress, progress[1:]))
+    assert curve[-1][1] < curve[0][1] - 0.5
 
 
 def test_same_seed_same_result(tmp_path: Path, stdlib_small: Prepared) -> None:

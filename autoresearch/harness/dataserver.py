@@ -14,11 +14,12 @@ launched it (the engine, or `autoresearch train`), over a socket. The server
   real batch, or the run is invalid (a giant last step, hoarded batches trained on after the budget).
 
 The protocol (see :mod:`~autoresearch.harness.wire`): ``batch`` {rows} -> rows of int32 (or ``stop``),
-``step`` -> {stop, progress, remaining}, ``fail`` {status, reason}, ``done`` {weights, meta}.
+``step`` {loss} -> {stop, progress, remaining}, ``fail`` {status, reason}, ``done`` {weights, meta}.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import threading
@@ -37,6 +38,8 @@ MAX_ROWS = 1 << 16  # rows of one batch request (a request for more is refused: 
 # (under 2% of a 300 s budget).
 MIN_GRACE = 5.0
 WRITE_RATE = 100e6  # bytes per second of weights allowed on top (a 200 MB model: 2 s more)
+CURVE_EVERY = 0.01  # progress between two points of the recorded loss curve (at most ~100 points a run)
+CURVE_HALF_LIFE = 0.02  # the smoothing of the curve: an exponential average with this half-life in progress
 
 
 @dataclass
@@ -59,6 +62,9 @@ class Account:
     failure: tuple[str, str] | None = None  # (status, reason) the script reported (nan)
     protocol_error: str = ""
     intervals: list[float] = field(default_factory=list)  # seconds between step boundaries
+    # (progress, smoothed training loss) every CURVE_EVERY of the budget: the loss is the script's word, the
+    # progress and the smoothing are the server's (early stopping compares curves; see engine/earlystop.py)
+    curve: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -108,6 +114,9 @@ class DataServer:
         self.on_done = on_done  # called when the script says its weights are written (before it has exited)
         self.weights_path = weights_path  # where the weights must be (the script's word for it is not taken)
         self._ended = False
+        self._smooth: float | None = None  # the exponential average of the loss
+        self._smooth_at = 0.0  # the progress it was last updated at
+        self.on_curve: Callable[["Account"], None] | None = None  # called (server thread) after each new point
 
     # -- the clock ------------------------------------------------------------------------------------
     def _elapsed(self) -> float:
@@ -171,7 +180,7 @@ class DataServer:
                     if op == "batch":
                         self._batch(header)
                     elif op == "step":
-                        self._step()
+                        self._step(header)
                     elif op == "fail":
                         self.account.failure = (str(header.get("status") or "crash")[:20], str(header.get("reason") or "")[:2000])
                         self.channel.send({"ok": True})
@@ -210,17 +219,41 @@ class DataServer:
         a.t_last_batch = self.clock()
         self.channel.send({"ok": True, "shape": shape, **self._status()}, np.ascontiguousarray(batch, dtype=np.int32).tobytes())
 
-    def _step(self) -> None:
+    def _step(self, header: dict[str, Any]) -> None:
         now = self.clock()
         self._step_seen += 1
-        if self._step_seen > self.uncounted_steps:
+        counted = self._step_seen > self.uncounted_steps
+        if counted:
             if self._t_step is not None and self._step_seen > self.uncounted_steps + 1:
                 self.account.intervals.append(now - self._t_step)
             self.account.steps += 1
         else:
             self.account.warmup_steps += 1
         self._t_step = now
-        self.channel.send({"ok": True, **self._status()})
+        status = self._status()
+        self.channel.send({"ok": True, **status})
+        # the loss a step reports is its previous step's: the first counted step's is still a warm-up loss
+        if counted and self.account.steps > 1 and not status["stop"]:
+            self._record_loss(header.get("loss"), float(status["progress"]))
+
+    def _record_loss(self, loss: Any, progress: float) -> None:
+        if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not math.isfinite(loss):
+            return
+        loss = float(loss)
+        if self._smooth is None:
+            self._smooth = loss
+        else:  # an average over progress, not steps: the same smoothing at any step rate
+            keep = 0.5 ** (max(0.0, progress - self._smooth_at) / CURVE_HALF_LIFE)
+            self._smooth = keep * self._smooth + (1.0 - keep) * loss
+        self._smooth_at = progress
+        curve = self.account.curve
+        if not curve or progress - curve[-1][0] >= CURVE_EVERY:
+            curve.append((round(progress, 4), round(self._smooth, 4)))
+            if self.on_curve is not None:
+                try:
+                    self.on_curve(self.account)
+                except Exception:  # noqa: BLE001 - a judge's failure is not the training's
+                    pass
 
     def _done(self, header: dict[str, Any]) -> None:
         a = self.account

@@ -230,6 +230,8 @@ def _training_metrics(a: Account, cfg: HarnessConfig) -> dict[str, Any]:
         "tokens_per_second": round(a.tokens_per_second, 1), "warmup_batches": a.warmup_batches,
         "stopped_by": a.stopped_by, "grace_seconds": round(a.grace(), 1),
     }
+    if a.curve:
+        m["loss_curve"] = [list(point) for point in a.curve]
     if a.t_done is not None and a.t_last_batch is not None:
         m["handback_seconds"] = round(a.t_done - a.t_last_batch, 3)
     for key in ("peak_memory_mb", "depth", "flops_per_token", "last_loss"):  # what the script says: informational
