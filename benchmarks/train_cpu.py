@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoresearch.backends import BACKENDS, harness_config  # noqa: E402
-from autoresearch.backends.knobs import read_knobs, render_for_profile, set_knobs  # noqa: E402
+from autoresearch.backends.knobs import render_for_profile, set_knobs  # noqa: E402
 from autoresearch.training.trial import run_script  # noqa: E402
 from autoresearch.hardware import Hardware, detect, profile_for  # noqa: E402
 from autoresearch.harness.prepare import prepare  # noqa: E402
@@ -63,13 +63,10 @@ def main() -> None:
             print(f"{name:<8} not installed, skipped")
             continue
         profile = profile_for(cpu_only, {"backend": name, "time_budget": args.budget, "dataset": "stdlib"})
+        # the profile's knobs where the script has them (a script without them is trained as is), then the variant's
+        source = set_knobs(render_for_profile((args.script or BACKENDS[name].template()).read_text(), profile), overrides)
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
-                source = (args.script or BACKENDS[name].template()).read_text()
-                if "DEPTH" in read_knobs(source):
-                    source = render_for_profile(source, profile)
-                if overrides:
-                    source = set_knobs(source, overrides)
                 r = run_script(source, harness_config(profile, data.directory, data.manifest, seed=seed), Path(tmp),
                                deadline_seconds=args.budget * 3 + 300)
             m = dict(r.metrics, total_seconds=r.wall_seconds)

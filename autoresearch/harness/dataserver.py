@@ -63,7 +63,7 @@ class Account:
     protocol_error: str = ""
     intervals: list[float] = field(default_factory=list)  # seconds between step boundaries
     # (progress, smoothed training loss) every CURVE_EVERY of the budget: the loss is the script's word, the
-    # progress and the smoothing are the server's (early stopping compares curves; see engine/earlystop.py)
+    # progress and the smoothing are the server's (what early stopping will compare: issue 15)
     curve: list[tuple[float, float]] = field(default_factory=list)
 
     @property
