@@ -48,14 +48,17 @@ class _Receiver:
                 if self.path.startswith("/slow"):
                     time.sleep(0.15)
                 status = 500 if self.path.startswith("/fail") else 200
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
+                # recorded before the reply: the client sends its next one only after this reply, so the
+                # requests list keeps the order they were sent in (after the reply, a second handler thread
+                # could record the next request first)
                 with receiver.cond:
                     receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
                                               "status": status})
                     receiver.cond.notify_all()
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
 
             def log_message(self, *args) -> None:
                 pass
