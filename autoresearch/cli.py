@@ -177,10 +177,17 @@ def _stamp(line: str) -> None:
               help="Stop within H hours: no experiment starts that would end later (e.g. --hours 8 before bed).")
 @click.option("--policy", type=click.Choice(["noise", "greedy"]),
               help="noise (default): keep only improvements clearly above the measured noise; greedy: upstream's rule.")
+@click.option("--early-stop", "early_stop", type=click.Choice(["off", "safe", "aggressive"]),
+              help="Stop a change's training part-way when its loss curve is clearly worse than the best's, beyond the "
+                   "seeds' spread (a discard, never kept). safe (default): from 30%, 4 spreads; aggressive: from 20%, 2.5.")
+@click.option("--propose-ahead", "propose_ahead", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="Have the agent write the next proposal while an experiment trains. auto: when its model runs on "
+                   "another machine (a hosted API); on: also a local one (it competes with the training).")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where runs live. Default: ./runs or the config's.")
 def run(headless: bool, tag: str | None, dataset: str | None, backend: str | None, budget: float | None,
         agent_spec: str | None, prompts: Path | None, llm_url: str | None, edit_formats: tuple[str, ...], pull: bool,
-        max_experiments: int | None, hours: float | None, policy: str | None, runs_dir: Path | None) -> None:
+        max_experiments: int | None, hours: float | None, policy: str | None, early_stop: str | None,
+        propose_ahead: str, runs_dir: Path | None) -> None:
     """Create or resume a run and research until stopped.
 
     Without --headless the engine is started in the background (it keeps running when the app, the terminal or
@@ -212,7 +219,7 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     agent = agent_for(agent_spec, llm_url, prompts_dir=prompts_arg)  # a missing model or a dead server: said first
     run_dir, created = open_or_create(runs, tag, dataset=dataset, backend=backend, budget=budget, agent=agent_spec,
                                       llm_url=llm_url, policy=policy, profile_overrides=settings.profile_overrides,
-                                      data_root=settings.data_dir, prompts=prompts_arg)
+                                      data_root=settings.data_dir, prompts=prompts_arg, early_stop=early_stop)
     cfg = run_dir.config()
     if agent is None and cfg.get("agent"):  # the run's own agent (and the prompts it was created with)
         agent = agent_for(cfg["agent"], llm_url or cfg.get("llm_url"), resuming=True,
@@ -225,20 +232,24 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
                  *(["--prompts", prompts_arg] if prompts_arg else []),
                  *[f"--edit-format={f}" for f in edit_formats],
                  *(["--max-experiments", str(max_experiments)] if max_experiments is not None else []),
-                 *(["--hours", str(hours)] if hours else [])]
+                 *(["--hours", str(hours)] if hours else []),
+                 *(["--early-stop", early_stop] if early_stop else []),
+                 *(["--propose-ahead", propose_ahead] if propose_ahead != "auto" else [])]
         click.echo(f"{'created' if created else 'resuming'} run {run_dir.tag} in {run_dir.path}; starting its engine...")
         pid = launch_detached(run_dir, extra)
         click.echo(f"engine running (pid {pid}); opening the dashboard")
         open_app(run_dir, runs_dir=runs, debug=bool((click.get_current_context().find_root().obj or {}).get("debug")))
         return
-    engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"],
+    engine = Engine(run_dir, agent, EngineOptions(max_experiments=max_experiments, policy=cfg["policy"], early_stop=early_stop,
+                                                  propose_ahead=propose_ahead,
                                                   max_seconds=hours * 3600 if hours else None,
                                                   notify=_notify_settings(settings)), log=_stamp)
     fresh = created or not engine.ledger.events()  # (a run the app created has no events yet: not a resume)
     engine.log(f"{'starting new' if fresh else 'resuming'} run {run_dir.tag} in {run_dir.path}")
     prof = cfg["profile"]
     engine.log(f"{cfg.get('hardware_summary', '')}; profile {prof.get('name')}: {cfg['backend']} on {prof.get('device')}, "
-               f"{prof.get('time_budget', 0):.0f}s per experiment, data {cfg.get('dataset')}, policy {cfg.get('policy')}")
+               f"{prof.get('time_budget', 0):.0f}s per experiment, data {cfg.get('dataset')}, policy {cfg.get('policy')}, "
+               f"early stop {early_stop or cfg.get('early_stop') or 'safe'}")
     install_signal_handlers(engine, headless=True, log=engine.log)
     reason = engine.run()
     if reason.startswith("the baseline failed"):

@@ -41,13 +41,13 @@ SNEAKY = {"description": "read the metrics path", "replace": [["import math\n", 
 
 
 def make_run(tmp_path: Path, data: Prepared, source: str = WEAK, *, max_steps: int = 15, policy: str = "noise",
-             name: str = "run") -> RunDir:
+             name: str = "run", early_stop: str = "off") -> RunDir:
     harness = HarnessConfig(data_dir=str(data.directory), seq_len=128, vocab_size=data.manifest.vocab_size,
                             time_budget=120, eval_tokens=2**13, device="cpu", max_steps=max_steps,
                             eval_batch_size=16, test_tokens=2**12, progress_interval=1.0)
     config = {"backend": "torch", "dataset": "stdlib", "policy": policy, "seed": 0, "deadline_seconds": 120,
               "manifest_digest": data.manifest.digest, "data_dir": str(data.directory), "profile": {"name": "test", "time_budget": 120, "device": "cpu"},
-              "hardware_summary": "test machine"}
+              "hardware_summary": "test machine", "early_stop": early_stop}  # off: the full trainings these tests measure
     return RunDir.create(tmp_path / name, source, config, dataclasses.asdict(harness))
 
 
@@ -77,6 +77,50 @@ def test_keep_and_discard(tmp_path: Path, stdlib_small: Prepared) -> None:
     assert rows[1].description == "restore sensible learning rates"
     noise = [e for e in Ledger(run.path).events() if e["event"] == "noise_estimate"]
     assert noise and noise[-1]["sigma"] > 0
+
+
+def test_a_hopeless_change_is_stopped_early_and_a_new_schedule_is_not_judged(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small, TEMPLATE, max_steps=40, early_stop="safe")
+    new_schedule = {"description": "freeze, with a longer warmdown",
+                    "replace": FREEZE["replace"] + [["WARMDOWN_FRAC = 0.5", "WARMDOWN_FRAC = 0.8"]]}
+    lines: list[str] = []
+    engine = Engine(run, ScriptedAgent([FREEZE, new_schedule]), EngineOptions(max_experiments=3), log=lines.append)
+    assert engine.run() == "3 experiment(s) done"
+    base, frozen, other = Ledger(run.path).experiments()
+    assert all(t.metrics.get("loss_curve") for t in base.trainings)  # the references
+    # the frozen model's loss stays near ln(vocab) while the baseline's falls: stopped, a discard without a score
+    assert frozen.status == "discard" and frozen.val_bpb is None and frozen.test_bpb is None
+    assert frozen.reason.startswith("stopped early at") and "projected" in frozen.reason
+    (t,) = frozen.trainings
+    assert t.outcome == "early_stop" and t.val_bpb is None
+    assert 12 <= t.metrics["num_steps"] < 40  # not before 30% of the 40 steps; well before the end
+    assert any(line.startswith("[exp 1] DISCARD stopped early at") for line in lines)
+    assert run.head() == base.commit  # reset away, as any discard
+    # a change of the LR schedule makes early loss incomparable: trained to the end and scored
+    assert other.status == "discard" and other.val_bpb is not None and other.trainings[0].metrics["num_steps"] == 40
+    assert any("not judged for early stopping: its schedule differs from the baseline's (WARMDOWN_FRAC)" in line
+               for line in lines)
+    rows = read_results_tsv(run.state / "results.tsv")
+    assert [r.status for r in rows] == ["keep", "discard", "discard"] and rows[1].val_bpb is None
+
+
+def test_the_next_proposal_is_written_while_training_and_rebased_onto_a_keep(tmp_path: Path, stdlib_small: Prepared) -> None:
+    run = make_run(tmp_path, stdlib_small)
+    window = {"description": "a shorter sliding window", "replace": [["SHORT_WINDOW = 128", "SHORT_WINDOW = 64"]]}
+    agent = ScriptedAgent([FIX_LRS, window])
+    lines: list[str] = []
+    engine = Engine(run, agent, EngineOptions(max_experiments=3, propose_ahead="on"), log=lines.append)
+    assert engine.run() == "3 experiment(s) done"
+    base, fixed, shorter = Ledger(run.path).experiments()
+    assert fixed.status == "keep" and shorter.description == "a shorter sliding window"
+    assert agent.calls == 2  # the second was asked for while exp 1 trained, on the baseline's script; none after the last
+    assert "the proposal prepared during the last training was rebased onto the new best" in lines
+    script = subprocess.run(["git", "show", f"{shorter.commit}:train.py"], cwd=run.path, capture_output=True, text=True).stdout
+    assert "SHORT_WINDOW = 64" in script and "MATRIX_LR = 0.04" in script  # the keep's change and its own
+    assert shorter.parent == fixed.commit
+    timing = {e["index"]: e.get("timing") or {} for e in Ledger(run.path).events() if e["event"] == "decision"}
+    assert "agent_ahead_seconds" not in timing[1] and timing[2]["agent_ahead_seconds"] >= 0
+    assert timing[2]["agent_seconds"] < 5  # it was ready: nothing to wait for
 
 
 def test_crash_and_rejected_proposals_cost_no_best(tmp_path: Path, stdlib_small: Prepared) -> None:

@@ -72,6 +72,11 @@ class Agent:
         """Free the model's memory before a training; ``shared_memory``: the LLM and the training share it
         (Apple unified memory, one GPU). Default: nothing is held."""
 
+    def works_alongside_training(self, shared_memory: bool) -> bool:
+        """Whether asking for the next proposal while a training runs takes nothing from the training (a model on
+        another machine). Default: False (a local model would compete for the CPU, the GPU or the memory)."""
+        return False
+
     def prompt_files(self) -> dict[str, str]:
         """The prompt files (name -> text) the proposals were written with; the run keeps a copy. Default: none."""
         return {}

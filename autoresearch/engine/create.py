@@ -43,6 +43,7 @@ def open_or_create(
     data_root: Path | None = None,
     seed: int = 0,
     prompts: str | None = None,
+    early_stop: str | None = None,
 ) -> tuple[RunDir, bool]:
     """(run, created). Flags that contradict an existing run's frozen config are an error."""
     runs_dir = Path(runs_dir)
@@ -73,6 +74,7 @@ def open_or_create(
         "agent": agent,
         "llm_url": llm_url,
         "prompts": prompts,  # an edited prompts directory (None: the shipped prompts)
+        "early_stop": early_stop or "safe",  # off | safe | aggressive (a session's --early-stop overrides it)
         "seed": seed,
         "deadline_seconds": deadline_for(profile),
     }

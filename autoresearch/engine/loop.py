@@ -37,6 +37,8 @@ from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrup
 from .ledger import Ledger
 from .awake import Inhibitor, hold_awake
 from .contention import Contention, ContentionMonitor, wait_for_quiet
+from .earlystop import Judge, mode_for, references_from, schedule_signature
+from .prefetch import Prepared
 from .notify import NotifySettings, NotifyWatcher, attach, default_stall_seconds
 from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
@@ -61,6 +63,8 @@ class EngineOptions:
     quiet_wait_seconds: float = 600.0  # how long to wait for a quiet machine (once a night) before going on anyway
     quiet_window_seconds: float = 5.0  # quiet means two such windows in a row below half the threshold
     notify: NotifySettings | None = None  # [notify]: a webhook / desktop notification on new bests, crashes, stops
+    early_stop: str | None = None  # off | safe | aggressive; None: the run's config (default safe), see earlystop.py
+    propose_ahead: str = "auto"  # the next proposal while training: auto (an agent on another machine), on, off
 
 
 class Engine:
@@ -85,6 +89,8 @@ class Engine:
         self._lock = RunLock(run)
         self._training = False
         self._training_index: int | None = None
+        self._prepared: Prepared | None = None  # the next proposal, asked for while the last experiment trained
+        self._last_one = False  # this session's last experiment (max_experiments): nothing is asked ahead of it
         self._train_started = 0.0
         self._session_started = time.monotonic()  # (set again by run(): the limit counts from the loop's start)
         self._control_lock = threading.Lock()
@@ -195,6 +201,7 @@ class Engine:
                     and e.kind != "revert"]
             if self.options.max_experiments is not None and len(done) >= self.options.max_experiments:
                 return f"{len(done)} experiment(s) done"
+            self._last_one = self.options.max_experiments is not None and len(done) + 1 >= self.options.max_experiments
             late = self._past_time_limit(len(done))
             if late:
                 return late
@@ -320,7 +327,7 @@ class Engine:
         ctx = self._context()
         t_agent = time.perf_counter()
         self._phase("proposing", index)
-        proposal = self._proposal(ctx)
+        proposal, ahead = self._next_proposal(ctx, best.commit)
         agent_seconds = time.perf_counter() - t_agent
         if proposal is None:
             self._agent_failures += 1
@@ -339,6 +346,7 @@ class Engine:
         self._commit(proposal, ExperimentStarted(index=index, kind="agent", parent=best.commit,
                                                  manifest_digest=self.config.get("manifest_digest")))
         self.log(f"[exp {index}] {proposal.description}")
+        self._propose_ahead(ctx, index, proposal, best.commit)
         best_bpbs = best.ok_values or [best.val_bpb]
         bpbs: list[float] = []
         trainings = 0  # every training of this experiment gets its own log, crashed versions included
@@ -361,8 +369,14 @@ class Engine:
                         purpose = "repair"
                         continue
                     self._skip = False  # a skip during the repair ends the experiment as it stands: the failure
-                self._decide_failed(index, r)
+                spent = time.perf_counter() - t_start
+                self._decide_failed(index, r, {"agent_seconds": round(agent_seconds, 3),
+                                               "train_seconds": round(self._train_seconds, 3),
+                                               "engine_seconds": round(spent - agent_seconds - self._train_seconds, 3),
+                                               **({"agent_ahead_seconds": round(ahead, 3)} if ahead else {})})
                 self.run_dir.reset_to(best.commit)
+                if r.status == "early_stop":
+                    self.log(f"[exp {index}] DISCARD {r.reason}")
                 return
             bpbs.append(r.val_bpb)
             if len(bpbs) > 1:
@@ -389,11 +403,44 @@ class Engine:
             index=index, status=status, val_bpb=mean, delta=delta, reason=reason,
             test_bpb=test if status == "keep" or reason.startswith("suspicious") else None,
             timing={"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
-                    "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}))  # recorded before acted on: a kill after this resumes to the right commit
+                    "engine_seconds": round(total - agent_seconds - self._train_seconds, 3),
+                    **({"agent_ahead_seconds": round(ahead, 3)} if ahead else {})}))  # recorded before acted on: a kill after this resumes to the right commit
         if status != "keep":
             self.run_dir.reset_to(best.commit)
         self.ledger.write_results_tsv()
         self.log(f"[exp {index}] {status.upper()} val_bpb {mean:.6f} ({delta:+.6f}): {reason}")
+
+    def _next_proposal(self, ctx: AgentContext, best_commit: str) -> tuple[Proposal | None, float]:
+        """(the proposal, seconds the agent worked on it while the last experiment trained): the one prepared
+        during the last training when it is usable (rebased onto a new best), else one asked for now."""
+        prepared, self._prepared = self._prepared, None
+        if prepared is None:
+            return self._proposal(ctx), 0.0
+        if not prepared.ready:
+            self.log("waiting for the proposal the agent has been writing since the last training started")
+        if not prepared.wait(lambda: (self._poll_control(), not self._stop)[1], self.options.poll_interval):
+            return None, 0.0
+        proposal, why = prepared.for_best(best_commit, ctx.script)
+        ahead = prepared.seconds()
+        if proposal is None:
+            self.log(f"the proposal prepared during the last training is not used: {why}; asking again")
+            return self._proposal(ctx), ahead
+        if proposal.meta.get("rebased_from"):
+            self.log("the proposal prepared during the last training was rebased onto the new best")
+        return self._validated(ctx, proposal), ahead
+
+    def _propose_ahead(self, ctx: AgentContext, index: int, proposal: Proposal, best_commit: str) -> None:
+        """Ask for the next proposal in a thread while this experiment trains (see prefetch.py), when it costs
+        the training nothing (or --propose-ahead on)."""
+        mode = self.options.propose_ahead
+        if self.agent is None or mode == "off" or self._last_one or self._stop:
+            return
+        hw = self.config.get("hardware") or {}
+        if mode == "auto" and not self.agent.works_alongside_training(bool(hw.get("cuda") or hw.get("apple_chip"))):
+            return
+        running = {"index": index, "status": "running", "val_bpb": None, "delta": None, "description": proposal.description}
+        ahead = dataclasses.replace(ctx, history=[*ctx.history, running], last_outcome=ctx.last_outcome)
+        self._prepared = Prepared(self.agent, ahead, best_commit)
 
     def _proposal(self, ctx: AgentContext) -> Proposal | None:
         """A proposal that passes the integrity check and is new, or None (recorded as an agent error)."""
@@ -616,7 +663,7 @@ class Engine:
         spec = TrialSpec(script_dir=run.path, work_dir=run.state / "trials" / f"{index:04d}-{attempt}-{rerun}",
                          harness=harness, log_path=log_path, deadline_seconds=deadline,
                          eval_deadline_seconds=max(300.0, deadline), env=agent_env(backend=self.backend),
-                         keep_weights=True)
+                         keep_weights=True, judge=self._judge(index, purpose) if seed_run == 0 else None)
         log_rel = str(log_path.relative_to(run.state))
         self.ledger.append(TrainingStarted(index=index, attempt=attempt, seed=seed, log=log_rel, purpose=purpose,
                                            budget_seconds=float(self.config.get("profile", {}).get("time_budget", 0))))
@@ -652,7 +699,8 @@ class Engine:
             self.log(f"[exp {index}] interrupted: {why}")
             return None, None
         # an ok training, or one that ran out of time, while others took the machine: the machine's fault, not the change's
-        unfair = result.status in ("ok", "timeout") and busy.share > self.options.contention_threshold
+        # (a training stopped early on a busy machine too: the slower steps may be what looked hopeless)
+        unfair = result.status in ("ok", "timeout", "early_stop") and busy.share > self.options.contention_threshold
         contended = unfair and not last
         self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="contended" if contended else result.status,
                                             val_bpb=result.val_bpb if result.status == "ok" else None,
@@ -670,6 +718,29 @@ class Engine:
             self.log(f"[exp {index}] seed {seed}: {result.status}: {result.reason}")
         return result, busy if unfair else None
 
+    def _judge(self, index: int, purpose: str) -> Callable[[list[tuple[float, float]]], str] | None:
+        """The early-stop check of an agent's change on its first seed (not the baseline, a confirmation, a re-test):
+        None when early stopping is off or cannot compare this change (said in the log)."""
+        if purpose not in ("experiment", "repair"):
+            return None
+        mode = mode_for(self.options.early_stop or self.config.get("early_stop"))
+        best = self.ledger.best()
+        if mode is None or best is None:
+            return None
+        repo = self.run_dir.repo
+        name = self.run_dir.script.name
+        refs = references_from(self.ledger.experiments(), best, lambda commit: repo.git.show(f"{commit}:{name}"))
+        judge = Judge(mode, refs, best_bpb=best.val_bpb, schedule=schedule_signature(self.run_dir.script.read_text()),
+                      sigma=self._noise().sigma)
+        if not judge.active:
+            self.log(f"[exp {index}] not judged for early stopping: {judge.off_reason}")
+            return None
+
+        def check(curve: list[tuple[float, float]]) -> str:
+            stop = judge.check(curve)
+            return stop.reason if stop is not None else ""
+        return check
+
     def _on_train_line(self, line: str) -> None:
         """A line of the training's output (reader thread): progress into live.json, the phase, the headless log."""
         progress = parse_progress(line) if line.startswith("step ") else None
@@ -678,8 +749,10 @@ class Engine:
         if line.startswith(("step ", "harness:")):
             self.log(f"    {line}")
 
-    def _decide_failed(self, index: int, r: RunResult) -> None:
-        self.ledger.append(Decision(index=index, status=r.status, val_bpb=None, delta=None, reason=r.reason))
+    def _decide_failed(self, index: int, r: RunResult, timing: dict[str, float] | None = None) -> None:
+        # a training stopped early is a discard (never kept), without a score: it has none
+        status = "discard" if r.status == "early_stop" else r.status
+        self.ledger.append(Decision(index=index, status=status, val_bpb=None, delta=None, reason=r.reason, timing=timing))
         self.ledger.write_results_tsv()
 
     def _test_bpb(self, index: int) -> float | None:

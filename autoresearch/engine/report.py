@@ -317,7 +317,7 @@ def _time_split(exps: list[Experiment], events: list[dict[str, Any]], sessions: 
     model, proposals that failed the checks) and what nothing recorded."""
     total = sum(b - a for a, b in sessions)
     train = evaluation = wall = 0.0
-    n_train = n_eval = n_wall = n_all = 0
+    n_train = n_eval = n_wall = n_all = n_scored = 0
     for e in exps:
         for t in (*e.superseded_trainings, *e.trainings):
             n_all += 1
@@ -330,6 +330,7 @@ def _time_split(exps: list[Experiment], events: list[dict[str, Any]], sessions: 
             if isinstance(ev, (int, float)):
                 evaluation += ev
                 n_eval += 1
+            n_scored += t.outcome == "ok"  # (a failed or early-stopped training is not evaluated)
             if isinstance(t.wall_seconds, (int, float)):
                 wall += t.wall_seconds
                 n_wall += 1
@@ -358,8 +359,23 @@ def _time_split(exps: list[Experiment], events: list[dict[str, Any]], sessions: 
         notes.append(f"the recorded parts add up to {_hours(accounted)}, more than the {_hours(total)} from the engine's "
                      "first to its last event: the shares are of the recorded parts")
     parts.append(TimePart("other (idle, paused, waiting for the model, not recorded)", max(0.0, total - accounted)))
-    if n_all and n_eval < n_all:
-        notes.append("evaluation time is not recorded" + (f" for {n_all - n_eval} of {n_all} trainings" if n_eval else "")
+    early = [t for e in exps for t in e.trainings if t.outcome == "early_stop"]
+    if early:
+        at: list[float] = []  # where each was stopped: its curve's last point (the budget's share, or the steps')
+        saved = 0.0
+        for t in early:
+            curve = t.metrics.get("loss_curve") or []
+            p = curve[-1][0] if curve and isinstance(curve[-1], (list, tuple)) and curve[-1] else None
+            secs = t.metrics.get("training_seconds")
+            if isinstance(p, (int, float)) and 0 < p < 1 and isinstance(secs, (int, float)):
+                at.append(p)
+                saved += secs / p - secs
+        where = f", at {100 * sum(at) / len(at):.0f}% of the budget on average" if at else ""
+        notes.append(f"{len(early)} training(s) were stopped early as hopeless{where}: {_hours(saved)} of training "
+                     "(and their evaluations) not spent")
+    if n_scored and n_eval < n_scored:
+        notes.append("evaluation time is not recorded" + (f" for {n_scored - n_eval} of {n_scored} evaluated trainings"
+                                                          if n_eval else "")
                      + " (a run recorded by an older version): it is counted under overhead")
     if n_all and n_wall < n_all:
         notes.append(f"{n_all - n_wall} of {n_all} trainings have no wall time recorded")

@@ -103,7 +103,7 @@ def read_results_tsv(path: str | os.PathLike[str]) -> list[ResultRow]:
         rec = dict(zip(header, fields))
         status = rec.get("status", "").strip()
         val = _float(rec.get("val_bpb"))
-        if val is not None and val == 0.0 and status not in ("keep", "discard"):
+        if val is not None and val == 0.0:  # upstream's "no score" (a failure, a run stopped early): never a real bpb
             val = None
         memory = _float(rec.get("memory_gb"))
         index = _int(rec.get("index"))

@@ -24,7 +24,8 @@ import psutil
 from ..harness.sandbox import kill_tree
 
 # contended: it trained, but other processes took the machine meanwhile: not used (the engine trains it again)
-OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted", "contended")
+# early_stop: its loss curve was judged hopeless part-way (engine.earlystop); not scored
+OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted", "contended", "early_stop")
 # a SIGKILL of the training: its own (-9), or as the sandbox launcher reports its child's (128 + 9)
 _SIGKILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "out of memory", "[METAL] Command buffer execution failed: Insufficient Memory")
@@ -96,7 +97,8 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 
 class Runner:
-    """Runs the processes of one training; ``stop()`` from another thread ends it as interrupted."""
+    """Runs the processes of one training; ``stop()`` from another thread ends it as interrupted, ``end_early()``
+    as early_stop."""
 
     def __init__(self, memory_limit_mb: float | None = None) -> None:
         # the training tree's resident memory that ends it as oom before the OS's out-of-memory killer would
@@ -105,6 +107,20 @@ class Runner:
         self._proc: subprocess.Popen[bytes] | None = None
         self._others: list[subprocess.Popen[bytes]] = []  # the scorer and its serving processes
         self._interrupted = threading.Event()
+        self._early = ""  # why the training is ended early ('' while it is not)
+
+    def end_early(self, reason: str) -> None:
+        """End the training now because it is hopeless (another thread: the data server's judge)."""
+        if self._early or self._interrupted.is_set():
+            return
+        self._early = reason or "stopped early"
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            kill_tree(proc.pid)
+
+    @property
+    def ended_early(self) -> str:
+        return self._early
 
     def stop(self) -> None:
         self._interrupted.set()
@@ -156,7 +172,7 @@ class Runner:
                     timed_out = True
                     kill_tree(proc.pid)
                     break
-                if self._interrupted.is_set():
+                if self._interrupted.is_set() or self._early:
                     kill_tree(proc.pid)
                     break
                 time.sleep(poll_interval)
@@ -170,6 +186,8 @@ class Runner:
                            peak_memory_mb=peak / 2**20, log_path=log_path, tail=log_tail(log_path))
         if self._interrupted.is_set():
             result.status, result.reason = "interrupted", "stopped before the training finished"
+        elif self._early:
+            result.status, result.reason = "early_stop", self._early
         elif too_big:
             result.status, result.reason = "oom", too_big
         elif proc.returncode in _SIGKILLED and not timed_out:  # not ours: the kernel's OOM killer, usually

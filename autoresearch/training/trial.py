@@ -46,6 +46,9 @@ class TrialSpec:
     env: dict[str, str] | None = None  # the agent's environment (backends.agent_env)
     splits: tuple[str, ...] = ("val",)  # scored now; the test split is scored later, for a candidate to keep
     keep_weights: bool = False  # leave the weights (to score the test split later: see score_held_out)
+    # the early-stop judge: given the loss curve so far (after each new point, on the data server's thread), the
+    # reason to end the training now as hopeless, or '' to let it go on (engine.earlystop)
+    judge: Callable[[list[tuple[float, float]]], str] | None = None
 
 
 def _policies(spec: TrialSpec, weights: Path, harness_json: Path, tmp: Path) -> tuple[Policy, dict[str, Policy]]:
@@ -139,6 +142,15 @@ def run_trial(spec: TrialSpec, runner: Runner, *, on_line: Callable[[str], None]
                                   seed=cfg.seed, budget=cfg.time_budget, uncounted_steps=cfg.uncounted_steps,
                                   max_steps=cfg.max_steps, on_end=training_ends, on_done=weights_in,
                                   weights_path=str(weights))
+    if spec.judge is not None:
+        judge = spec.judge
+
+        def on_curve(account: Account) -> None:  # the data server's thread
+            reason = judge(list(account.curve))
+            if reason:
+                runner.end_early(reason)
+
+        server.on_curve = on_curve
     train_env = dict(env, **{ROLE_ENV: "train", DATA_FD_ENV: str(theirs.fileno()),
                              "AUTORESEARCH_PASS_FDS": str(theirs.fileno())})
     try:
@@ -244,7 +256,7 @@ def _training_verdict(result: RunResult, a: Account, weights: Path, server_error
     """(status, reason) when the training itself failed or broke the rules; None when its weights may be scored."""
     if server_error is not None:
         return "crash", f"the data server failed: {type(server_error).__name__}: {server_error}"
-    if result.status in ("interrupted", "timeout", "oom"):
+    if result.status in ("interrupted", "early_stop", "timeout", "oom"):
         return result.status, result.reason
     if a.failure is not None:
         return a.failure[0] if a.failure[0] in ("nan", "invalid") else "crash", a.failure[1]
