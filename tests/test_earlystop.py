@@ -163,3 +163,23 @@ def test_replaying_this_machines_curves_stops_the_hopeless_and_spares_the_good()
     assert warmdown["schedule"] != base[0]["schedule"]  # recorded with its own schedule: never compared
     assert not Judge(MODES["safe"], refs, best_bpb=best, schedule=warmdown["schedule"]).active
     assert all(math.isfinite(r.val_bpb) for r in refs)
+
+
+def test_after_a_kept_schedule_change_its_confirmed_curves_are_the_reference() -> None:
+    refs = baseline_refs()
+    other = schedule_signature(set_knobs(TEMPLATE, {"WARMDOWN_FRAC": 0.7}))
+    kept = [ref(curve(seed=20 + s, offset=-0.1), trusted=False, schedule=other) for s in range(2)]
+    best = best_of(kept)
+    judge = Judge(MODES["safe"], refs + kept, best_bpb=best, schedule=other, sigma=0.01)
+    assert judge.active and judge.against.startswith("the best's 2 trainings")
+    assert run_judge(judge, curve(seed=30, offset=0.6)) is not None
+    assert run_judge(Judge(MODES["safe"], refs + kept, best_bpb=best, schedule=other, sigma=0.01), curve(seed=31, offset=-0.1)) is None
+    one = Judge(MODES["safe"], refs + kept[:1], best_bpb=best, schedule=other, sigma=0.01)  # not confirmed: no spread
+    assert not one.active and "too few trainings" in one.off_reason
+
+
+def test_a_loss_on_another_scale_is_not_judged() -> None:
+    refs = baseline_refs()  # e.g. a change that reports the loss divided by its accumulation steps (4)
+    judge = Judge(MODES["aggressive"], refs, best_bpb=best_of(refs), schedule=SIG, sigma=0.01)
+    scaled = [(p, 4 * loss) for p, loss in curve(seed=8)]  # or multiplied: looks hopeless, is not comparable
+    assert run_judge(judge, scaled) is None and "not on the references' scale" in judge.off_reason

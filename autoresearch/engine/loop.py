@@ -735,6 +735,8 @@ class Engine:
         if not judge.active:
             self.log(f"[exp {index}] not judged for early stopping: {judge.off_reason}")
             return None
+        if judge.against != "the baseline's seeds":
+            self.log(f"[exp {index}] judged for early stopping against {judge.against}")
 
         def check(curve: list[tuple[float, float]]) -> str:
             stop = judge.check(curve)
