@@ -188,6 +188,31 @@ def test_time_split_from_recorded_timing(tmp_path: Path) -> None:
     assert "## Kept changes\n\nNone yet" in md and "## Failures\n\nNone" in md
 
 
+def test_a_training_stopped_early_is_told_with_the_time_it_did_not_spend(tmp_path: Path) -> None:
+    run = RunDir.create(tmp_path / "early", "print('train')\n", {"backend": "torch", "policy": "noise",
+                        "profile": {"name": "cpu", "time_budget": 300, "device": "cpu"}}, {})
+    head = run.head()
+    full = {"training_seconds": 300.0, "scoring_seconds": 20.0, "loss_curve": [[0.5, 5.0], [0.99, 4.0]]}
+    stopped = {"training_seconds": 120.0, "time_budget": 300.0, "loss_curve": [[0.2, 6.0], [0.4, 5.9]]}
+    reason = "stopped early at 40% (projected 1.9000, best 1.5000, margin 0.1000)"
+    Ledger(run.path).append_many([
+        RunStarted(pid=1, host="box"),
+        ExperimentStarted(index=0, kind="baseline", commit=head, description="baseline"),
+        TrainingFinished(index=0, outcome="ok", val_bpb=1.5, metrics=full, wall_seconds=340.0),
+        Decision(index=0, status="keep", val_bpb=1.5, reason="baseline"),
+        ExperimentStarted(index=1, kind="agent", parent=head, commit=head, description="freeze everything"),
+        TrainingFinished(index=1, outcome="early_stop", val_bpb=None, metrics=stopped, wall_seconds=130.0, reason=reason),
+        Decision(index=1, status="discard", val_bpb=None, reason=reason,
+                 timing={"agent_seconds": 10.0, "train_seconds": 130.0, "engine_seconds": 1.0}),
+        Stopped(reason="stopped by the user"),
+    ])
+    md = format_markdown(build_report(run))
+    assert "| 1 | discard | stopped at 40% | - | freeze everything |" in md
+    # stopped at 40% after 120 s: 180 s of its budget not spent; it was not evaluated (no note says it lacks a time)
+    assert "1 training(s) were stopped early as hopeless, at 40% of the budget on average: 3 min of training" in md
+    assert "evaluation time is not recorded" not in md
+
+
 def test_report_of_upstreams_results_tsv(tmp_path: Path) -> None:
     source = tsv_source(str(UPSTREAM_TSV))
     assert source == UPSTREAM_TSV

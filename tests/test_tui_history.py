@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from autoresearch.engine.view import ExperimentRow
-from autoresearch.tui.widgets.history import SORT_CYCLE, HistoryTable, fit, sort_key
+from autoresearch.tui.widgets.history import SORT_CYCLE, HistoryTable, cell, fit, sort_key
 
 STATUSES = ["keep", "discard", "crash", "oom", "nan", "timeout", "invalid", "interrupted", "confirming", "running",
             "interrupted?"]
@@ -515,3 +515,10 @@ def test_ten_thousand_rows_format_only_what_is_on_screen() -> None:
         assert CountingTable.formatted <= 10 * visible
 
     run(scenario, app=CountingApp(rows))
+
+
+def test_a_change_stopped_early_says_where_instead_of_a_score() -> None:
+    row = make_row(3, status="discard", val_bpb=None, delta=None,
+                   reason="stopped early at 35% (projected 3.8863, best 2.8293, margin 0.2769)")
+    assert cell(row, "val_bpb") == ("stop 35%", "history-table--missing")
+    assert cell(make_row(3, status="discard", val_bpb=None, reason="worse"), "val_bpb") == ("-", "history-table--missing")

@@ -195,8 +195,19 @@ class Stop:
 
     @property
     def reason(self) -> str:
-        return (f"stopped early at {self.progress:.0%} (projected {self.projected:.4f}, best {self.best:.4f}, "
+        return (f"{_STOPPED}{self.progress:.0%} (projected {self.projected:.4f}, best {self.best:.4f}, "
                 f"margin {self.margin:.4f})")
+
+
+_STOPPED = "stopped early at "
+
+
+def stopped_at(reason: str) -> str | None:
+    """'34%' for a decision's reason that says the training was stopped early at 34% (None otherwise)."""
+    if not reason.startswith(_STOPPED):
+        return None
+    share = reason[len(_STOPPED):].split(" ", 1)[0]
+    return share if share.endswith("%") else None
 
 
 class Judge:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import STATE_DIR
+from .earlystop import stopped_at
 from .events import DECISION_STATUSES, FAILURE_STATUSES
 from .experiments import Experiment
 from .rundir import RunDir, RunError
@@ -371,7 +372,8 @@ def _time_split(exps: list[Experiment], events: list[dict[str, Any]], sessions: 
                 at.append(p)
                 saved += secs / p - secs
         where = f", at {100 * sum(at) / len(at):.0f}% of the budget on average" if at else ""
-        notes.append(f"{len(early)} training(s) were stopped early as hopeless{where}: {_hours(saved)} of training "
+        spared = _hours(saved) if saved >= 60 else f"{saved:.0f} s"
+        notes.append(f"{len(early)} training(s) were stopped early as hopeless{where}: {spared} of training "
                      "(and their evaluations) not spent")
     if n_scored and n_eval < n_scored:
         notes.append("evaluation time is not recorded" + (f" for {n_scored - n_eval} of {n_scored} evaluated trainings"
@@ -538,7 +540,9 @@ def format_markdown(r: Report, image: str = IMAGE) -> str:
             status += " (baseline)"
         elif row.kind == "revert" and row.reverts is not None:
             status += f" (revert of {row.reverts})"
-        out.append(f"| {row.index} | {status} | {_num(row.val_bpb)} | {_num(row.delta, '+.6f')} | {_cell(row.description)} |")
+        share = stopped_at(row.reason) if row.val_bpb is None and row.status == "discard" else None
+        value = f"stopped at {share}" if share else _num(row.val_bpb)  # no score: stopped part-way as hopeless
+        out.append(f"| {row.index} | {status} | {value} | {_num(row.delta, '+.6f')} | {_cell(row.description)} |")
     out += ["", "## Kept changes", ""]
     if not r.kept:
         out += ["None yet: no change beat the baseline" + (" clearly enough to be kept." if r.source == "run" else "."), ""]

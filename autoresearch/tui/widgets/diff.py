@@ -30,6 +30,8 @@ def header(row: ExperimentRow, diff: ExperimentDiff) -> Text:
     text.append(f"\n{row.description}")
     if row.reason and row.status not in ("keep", "discard"):
         text.append(f"\n{row.reason}", style="red")
+    elif row.reason and row.status == "discard" and row.val_bpb is None:  # stopped early: why there is no score
+        text.append(f"\n{row.reason}", style="yellow")
     return text
 
 

@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from autoresearch.engine.earlystop import stopped_at
 from autoresearch.engine.view import ExperimentRow
 
 Align = Literal["left", "right"]
@@ -140,6 +141,9 @@ def cell(row: ExperimentRow, key: str) -> tuple[str, str | None]:
     if key == "commit":
         return (row.commit[:7], None) if row.commit else (MISSING, "history-table--missing")
     if key == "val_bpb":
+        share = stopped_at(row.reason) if row.val_bpb is None and row.status == "discard" else None
+        if share is not None:  # no score: the training was stopped part-way as hopeless
+            return f"stop {share}", "history-table--missing"
         return number_cell(row.val_bpb, 6)
     if key == "delta":
         return delta_cell(row.delta)
