@@ -102,6 +102,9 @@ def test_a_hopeless_change_is_stopped_early_and_a_new_schedule_is_not_judged(tmp
                for line in lines)
     rows = read_results_tsv(run.state / "results.tsv")
     assert [r.status for r in rows] == ["keep", "discard", "discard"] and rows[1].val_bpb is None
+    from autoresearch.engine.status import format_status, run_status
+    table = format_status(run_status(run)).splitlines()
+    assert any(line.split()[:4] == ["1", frozen.commit[:7], "discard", "stop"] for line in table), table
 
 
 def test_the_next_proposal_is_written_while_training_and_rebased_onto_a_keep(tmp_path: Path, stdlib_small: Prepared) -> None:

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .earlystop import stopped_at
 from .results import read_results_tsv
 from .rundir import RunDir, RunError
 from .view import RunView, experiment_status
@@ -92,6 +93,12 @@ def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _value(x: dict[str, Any]) -> str:
+    """The val_bpb cell: the figure, or where a discard without one was stopped early ('stop 35%')."""
+    share = stopped_at(x.get("reason") or "") if x["val_bpb"] is None and x["status"] == "discard" else None
+    return f"stop {share}" if share else _num(x["val_bpb"], ".6f")
+
+
 def format_status(r: dict[str, Any]) -> str:
     lines = [f"run {r['run']} ({r['state']}) — {r['path']}"]
     if r.get("source") == "results.tsv":
@@ -119,7 +126,7 @@ def format_status(r: dict[str, Any]) -> str:
     lines.append(f"{'#':>4}  {'commit':<7}  {'status':<11}  {'val_bpb':>9}  {'delta':>9}  {'mem GB':>6}  {'train s':>7}  description")
     for x in r["experiments"]:
         lines.append(
-            f"{x['index']:>4}  {x['commit']:<7}  {x['status']:<11}  {_num(x['val_bpb'], '.6f'):>9}  "
+            f"{x['index']:>4}  {x['commit']:<7}  {x['status']:<11}  {_value(x):>9}  "
             f"{_num(x['delta'], '+.6f'):>9}  {_num(x['memory_gb'], '.1f'):>6}  {_num(x['training_seconds'], '.1f'):>7}  "
             f"{_short(x['description'])}"
         )
