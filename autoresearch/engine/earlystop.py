@@ -46,7 +46,9 @@ MARGIN_FLOOR = 0.005  # bits per byte: never stop on a difference smaller than t
 # an agent's reference: its loss-to-val_bpb ratio (over the last 10%) within 8% of the baseline's. The template's
 # own seeds spread 1.97-2.16 around 2.02 on the recorded CPU curves: a tighter bar refused honest references.
 CONSISTENCY = 0.08
-START_SCALE = (0.8, 1.25)  # a training's first loss against the references': outside it, its loss means otherwise
+# a training's first loss against the references' at the same progress: outside this band (a loss divided or
+# multiplied by the accumulation steps, say) it measures something else. Wide: a slow start is not a scale.
+START_SCALE = (0.67, 1.5)
 
 
 @dataclass(frozen=True)
@@ -245,8 +247,6 @@ class Judge:
         else:
             self.off_reason = ("its schedule differs from the baseline's (" + schedule_difference(base[0].schedule, schedule)
                                + ")" + (" and the best's has too few trainings to compare with" if same else ""))
-        firsts = [r.curve[0][1] for r in self.references]
-        self._start = statistics.median(firsts) if firsts else None
         self._seen = 0
         self._run = 0
         self.stop: Stop | None = None
@@ -277,12 +277,14 @@ class Judge:
             return self.stop
         assert self.mode is not None and self.best_bpb is not None
         points = clean_curve(curve)
-        if points and self._seen == 0 and self._start:
-            scale = points[0][1] / self._start
-            if not START_SCALE[0] <= scale <= START_SCALE[1]:  # e.g. a loss divided by the accumulation steps
+        if points and self._seen == 0:
+            p0, first = points[0]
+            theirs = [v if (v := at(r.curve, p0)) is not None else r.curve[0][1] for r in self.references]
+            start = statistics.median(theirs)
+            if start > 0 and not START_SCALE[0] <= first / start <= START_SCALE[1]:
                 self.references = []
-                self.off_reason = (f"its first loss {points[0][1]:.3f} is not on the references' scale "
-                                   f"({self._start:.3f}): it reports another quantity")
+                self.off_reason = (f"its first loss {first:.3f} is not on the references' scale ({start:.3f} at "
+                                   f"{p0:.0%}): it reports another quantity")
                 return None
         for p, _ in points[self._seen:]:
             self._seen += 1
