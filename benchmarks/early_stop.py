@@ -60,11 +60,7 @@ def night(baseline: list[dict], experiments: list[dict], mode_name: str, sigma: 
         out["runs"] += 1
         out["time"] += seconds
         judge = Judge(mode, refs + ([best_ref] if best_ref else []), best_bpb=best, schedule=row["schedule"], sigma=sigma)
-        stop = None
-        for n in range(1, len(curve) + 1):  # point by point, as the data server would call it
-            stop = judge.check(curve[:n])
-            if stop is not None:
-                break
+        stop = judge.replay(curve)
         val = row.get("val_bpb") if row.get("status") == "ok" else None
         kept = val is not None and val < best - sigma
         near = val is not None and val <= best + sigma

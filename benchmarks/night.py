@@ -68,10 +68,7 @@ def simulate(rows: list[dict], agent_seconds: list[float], variant: str) -> tupl
         if early:
             judge = Judge(mode_for("safe"), refs + ([best_ref] if best_ref else []), best_bpb=best, schedule=r["schedule"],
                           sigma=sigma)
-            curve = clean_curve(r.get("loss_curve"))
-            for n in range(1, len(curve) + 1):
-                if (stop := judge.check(curve[:n])) is not None:
-                    break
+            stop = judge.replay(clean_curve(r.get("loss_curve")))
         if stop is not None:
             training *= stop.progress
             scoring = 0.0

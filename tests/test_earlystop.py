@@ -37,11 +37,7 @@ def baseline_refs() -> list[Reference]:
 
 
 def run_judge(judge: Judge, c: list[tuple[float, float]]):
-    for n in range(1, len(c) + 1):
-        stop = judge.check(c[:n])
-        if stop is not None:
-            return stop
-    return None
+    return judge.replay(c)
 
 
 def best_of(refs: list[Reference]) -> float:

@@ -271,6 +271,13 @@ class Judge:
         values = [r.val_bpb + (loss - ref) / self.c for r in self.references if (ref := level(r.curve, p)) is not None]
         return min(values) if values else None
 
+    def replay(self, curve: Curve) -> Stop | None:
+        """Judge a recorded curve point by point, as the data server would have while it trained (benchmarks)."""
+        for n in range(1, len(curve) + 1):
+            if (stop := self.check(curve[:n])) is not None:
+                return stop
+        return None
+
     def check(self, curve: Curve) -> Stop | None:
         """The decision after the curve's new points: a :class:`Stop` once it is hopeless (and from then on)."""
         if self.stop is not None or not self.active:
