@@ -196,7 +196,8 @@ def run(headless: bool, tag: str | None, dataset: str | None, backend: str | Non
     """
     from .agent.factory import load_agent
     from .engine.create import open_or_create
-    from .engine.loop import Engine, EngineOptions, install_signal_handlers
+    from .engine.loop import Engine, EngineOptions
+    from .engine.signals import install_signal_handlers
 
     if not headless and not _interactive():
         headless = True  # no terminal for the app (a pipe, cron, CI): the plain lines of --headless
@@ -508,7 +509,8 @@ def note(run_ref: str | None, text: str | None, remove: str | None, runs_dir: Pa
 def demo(minutes: float | None, budget: float | None, agent_spec: str | None, headless: bool, runs_dir: Path | None) -> None:
     """A complete short research run on the built-in stdlib corpus: no download, no GPU, a few minutes."""
     from . import demo as demo_mod
-    from .engine.loop import Engine, EngineOptions, install_signal_handlers
+    from .engine.loop import Engine, EngineOptions
+    from .engine.signals import install_signal_handlers
     from .engine.status import format_status, run_status
 
     settings = config_mod.load()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,3 +91,72 @@ def test_a_contended_training_is_trained_again_when_the_machine_is_quiet(tmp_pat
     vals = [t["val_bpb"] for t in ok]
     assert abs(noise["sigma"] - abs(vals[0] - vals[1]) / 2 ** 0.5) < 1e-6  # from the two quiet trainings only
     assert (run.state / "logs" / "0000-rerun1.log").exists()
+
+
+def test_a_busy_machine_stretches_the_training_deadline(tmp_path: Path) -> None:
+    from autoresearch.training.runner import Runner
+
+    slow_start = [sys.executable, "-c", "import time; time.sleep(4)"]  # a start-up that the load made slow
+    quiet = ContentionMonitor().start()
+    r = Runner().run(slow_start, cwd=tmp_path, env=dict(os.environ), log_path=tmp_path / "a.log", deadline_seconds=2,
+                     deadline_stretch=quiet.stretch)
+    quiet.stop()
+    assert r.status == "timeout" and "stretched" not in r.reason  # a quiet machine: the deadline as it is
+    burners = [_burner_elsewhere() for _ in range(os.cpu_count() or 1)]
+    try:
+        busy = ContentionMonitor().start()
+        r = Runner().run(slow_start, cwd=tmp_path, env=dict(os.environ), log_path=tmp_path / "b.log",
+                         deadline_seconds=2, deadline_stretch=busy.stretch)
+        load = busy.load_so_far()
+        busy.stop()
+    finally:
+        for pid in burners:
+            os.kill(pid, signal.SIGKILL)
+    assert r.status == "exited", r.reason  # the others took the machine: it was given the time they took
+    assert load > 0.5
+
+
+def _steps(log: Path) -> int:
+    """The latest step a training's log reports (its progress lines)."""
+    found = re.findall(r"^step (\d+) ", log.read_text(), flags=re.M)
+    return int(found[-1]) if found else 0
+
+
+def test_a_training_slower_than_its_script_was_before_is_trained_again(tmp_path: Path, stdlib_small: Prepared) -> None:
+    """The second signal, for what the CPU figure cannot see: the baseline's second seed is held still for a while
+    (SIGSTOP, as a machine that is busy elsewhere or asleep does to it): no process took the CPU, but it trained far
+    slower than its first seed. It is not used: trained again."""
+    run = make_run(tmp_path, stdlib_small, max_steps=30)
+    held = threading.Event()
+
+    def hold_the_second_seed() -> None:
+        pid_file = run.state / "training.pid"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            starts = [e for e in _events(run.path) if e["event"] == "training_started"]
+            log = run.state / starts[-1]["log"] if starts else None
+            if len(starts) == 2 and pid_file.exists() and log is not None and log.exists() and _steps(log) >= 5:
+                pgid = os.getpgid(json.loads(pid_file.read_text())["pid"])
+                os.killpg(pgid, signal.SIGSTOP)
+                time.sleep(8)
+                os.killpg(pgid, signal.SIGCONT)
+                held.set()
+                return
+            time.sleep(0.05)
+    threading.Thread(target=hold_the_second_seed, daemon=True).start()
+    assert engine_for(run, [], max_experiments=1, quiet_window_seconds=0.5).run() == "1 experiment(s) done"
+    assert held.is_set()
+    finished = [e for e in _events(run.path) if e["event"] == "training_finished"]
+    assert [e["outcome"] for e in finished] == ["ok", "contended", "ok"], [(e["outcome"], e["reason"]) for e in finished]
+    assert "of the same script's earlier training" in finished[1]["reason"]
+    assert finished[1]["others_cpu"] < 0.25  # the CPU figure alone would have used it
+
+
+def test_slower_than_before() -> None:
+    from autoresearch.engine.contention import slower_than_before
+
+    assert slower_than_before(9000, []) == "" and slower_than_before(None, [10000]) == ""
+    assert slower_than_before(7500, [10000, 10400]) == ""  # within the usual spread
+    words = slower_than_before(6000, [10000, 10400, 9800])
+    assert words == "trained at 6,000 tok/s, 0.60x of the same script's 3 earlier trainings (10,000 tok/s)"
+    assert "earlier training (" in slower_than_before(1000, [10000])

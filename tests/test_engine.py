@@ -418,3 +418,35 @@ def test_review_requests_are_carried_out_by_the_engine(tmp_path: Path, stdlib_sm
     assert [c.notes for c in agent.seen] == [["stop touching the optimizer"]]
     assert agent.seen[0].best_val_bpb == best.val_bpb
     assert run.head() == best.commit and run.foreign_changes() == []
+
+
+class _Slow(ScriptedAgent):
+    """An agent that takes its time over its first proposal (a model that has stopped answering, for a while)."""
+
+    def propose(self, ctx):  # type: ignore[no-untyped-def]
+        if self.calls == 0:
+            time.sleep(2.5)
+        return super().propose(ctx)
+
+
+def test_an_engine_that_makes_no_progress_records_a_stall(tmp_path: Path, stdlib_small: Prepared) -> None:
+    from autoresearch.engine.status import format_status, run_status
+    from autoresearch.engine.view import RunView
+
+    run = make_run(tmp_path, stdlib_small)
+    lines: list[str] = []
+    seen: list[object] = []
+    engine = Engine(run, _Slow([FIX_LRS]), EngineOptions(max_experiments=2, baseline_seeds=1, stall_seconds=1.0,
+                                                         stall_check_seconds=0.1), log=lines.append)
+
+    def look(ev: dict) -> None:  # what a client sees at the moment the stall is recorded (the engine is alive)
+        if ev["event"] == "stalled":
+            seen.append(format_status(run_status(run)))
+    engine.ledger.observers.append(look)
+    assert engine.run() == "2 experiment(s) done"
+    (stall,) = [e for e in _events(run) if e["event"] == "stalled" and e["phase"] == "proposing"]
+    assert stall["phase"] == "proposing" and stall["index"] == 1 and stall["seconds"] >= 1.0
+    said = next(line for line in lines if line.startswith("no progress for") and "proposing" in line)
+    assert "the engine is proposing exp 1" in said and f"autoresearch stop {run.path.name} --now" in said
+    assert seen and any("STALLED: no progress for " in s and "s: the engine is proposing exp 1" in s for s in seen)
+    assert RunView(run).poll().state.stalled_since is None  # the decision that followed ended it

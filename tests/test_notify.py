@@ -18,10 +18,11 @@ import pytest
 
 from autoresearch.config import ConfigError
 from autoresearch.engine.events import (Decision, ExperimentRepaired, ExperimentStarted, Paused, Phase, Resumed,
-                                        RunStarted, Stopped, TrainingFinished)
+                                        RunStarted, Stalled, Stopped, TrainingFinished)
 from autoresearch.engine.ledger import Ledger
 from autoresearch.engine.notify import (EVENTS, Notifier, NotifySettings, NotifyWatcher, attach, build_payload,
-                                        default_stall_seconds, detect_format, is_stalled, redact_url)
+                                        detect_format, redact_url)
+from autoresearch.engine.stall import StallWatch, default_stall_seconds, is_stalled
 
 SECRET = "tk_s3cr3t-topic"
 
@@ -355,33 +356,61 @@ def test_watcher_disk_floor_once_per_episode() -> None:
     assert _kinds(w.decide(_d(Phase(phase="waiting_for_disk", detail="0.1 GB free")))) == ["disk_floor"]
 
 
-def test_watcher_stall_once_per_episode_and_not_while_paused() -> None:
-    clock = [0.0]
-    w = NotifyWatcher(None, NotifySettings(stall_minutes=10), clock=lambda: clock[0])
-    assert w.stall_seconds == 600
-    w.decide(_d(RunStarted(pid=1)), now=0)
-    w.decide(_start(4, "swap the activation"), now=1)
-    w.decide(_d(Phase(phase="proposing", index=4)), now=2)
-    assert w.stall_notice(now=599) is None
-    notice = w.stall_notice(now=600)
-    assert notice is not None and notice.kind == "stall"
-    assert "10 min" in notice.body and "proposing exp 4 (swap the activation)" in notice.body
-    assert w.stall_notice(now=900) is None  # one per episode
-    w.decide(_d(TrainingFinished(index=4, outcome="ok", val_bpb=1.0)), now=1000)  # progress ends the episode
-    assert w.stall_notice(now=1599) is None and w.stall_notice(now=1600) is not None
-    w.decide(_decide(4, "discard", 1.0, 0.001), now=2000)
-    w.decide(_d(Phase(phase="paused")), now=2001)
-    assert w.stall_notice(now=9000) is None  # a pause is not a stall
-    w.decide(_d(Phase(phase="proposing", index=5)), now=9001)  # ... and its time does not count
-    assert w.stall_notice(now=9500) is None and w.stall_notice(now=9601) is not None
+def test_stall_watch_once_per_episode_and_not_while_paused() -> None:
+    w = StallWatch(600, clock=lambda: 0.0)
+    w.observe(_d(RunStarted(pid=1)), now=0)
+    w.observe(_start(4, "swap the activation"), now=1)
+    w.observe(_d(Phase(phase="proposing", index=4)), now=2)
+    assert w.due(now=599) is None
+    stall = w.due(now=600)
+    assert stall is not None and stall.seconds == 600 and stall.limit_seconds == 600
+    assert (stall.phase, stall.index) == ("proposing", 4)
+    assert w.due(now=900) is None  # one per episode
+    w.observe(_d(TrainingFinished(index=4, outcome="ok", val_bpb=1.0)), now=1000)  # progress ends the episode
+    assert w.due(now=1599) is None and w.due(now=1600) is not None
+    w.output(now=1700)  # a line of training output is progress too
+    assert w.due(now=2299) is None
+    w.observe(_decide(4, "discard", 1.0, 0.001), now=2000)
+    w.observe(_d(Phase(phase="paused")), now=2001)
+    assert w.due(now=9000) is None  # a pause is not a stall
+    w.observe(_d(Phase(phase="proposing", index=5)), now=9001)  # ... and its time does not count
+    assert w.due(now=9500) is None and w.due(now=9601) is not None
+    w.observe(_d(TrainingFinished(index=5, outcome="ok", val_bpb=1.0)), now=9650)
+    w.observe({"event": "training_started", "index": 5, "purpose": "confirm"}, now=9700)  # (not progress itself)
+    stall = w.due(now=10250)
+    assert stall is not None and (stall.phase, stall.index, stall.detail) == ("training", 5, "confirming with another seed")
 
 
 def test_stall_limits() -> None:
     assert is_stalled(100, 0, 100) and not is_stalled(99, 0, 100) and not is_stalled(10**9, 0, None)
     assert default_stall_seconds(300) == 1800 and default_stall_seconds(1800) == 4 * 1800 + 600
-    assert NotifyWatcher(None, NotifySettings(), stall_seconds=42).stall_seconds == 42  # the caller's default
-    assert NotifyWatcher(None, NotifySettings(stall_minutes=2), stall_seconds=42).stall_seconds == 120
-    assert NotifyWatcher(None, NotifySettings()).stall_notice(now=10**9) is None  # no limit: never
+    assert StallWatch(None).due(now=10**9) is None  # no limit: never
+
+
+def test_the_watchdog_records_a_stall_from_its_own_thread(tmp_path: Path) -> None:
+    led = Ledger(tmp_path)
+    w = StallWatch(0.2)
+    led.observers.append(w.observe)
+    led.append(RunStarted(pid=1))
+    led.append(_d(Phase(phase="proposing", index=1)))
+    w.start(led.append, interval=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(e["event"] == "stalled" for e in led.events()):
+            time.sleep(0.05)
+    finally:
+        w.stop()
+    (stall,) = [e for e in Ledger(tmp_path).events() if e["event"] == "stalled"]  # once, however long it waited
+    assert stall["phase"] == "proposing" and stall["index"] == 1 and stall["seconds"] >= 0.2
+
+
+def test_watcher_tells_a_stall_the_engine_recorded() -> None:
+    w = NotifyWatcher(None, NotifySettings())
+    w.decide(_start(4, "swap the activation"))
+    (notice,) = w.decide(_d(Stalled(seconds=2700, limit_seconds=1800, phase="proposing", index=4)))
+    assert notice.kind == "stall" and notice.title == "no progress"
+    assert notice.body == ("no experiment or training finished for 45 min; the engine is proposing exp 4 "
+                           "(swap the activation). Check the engine log.")
 
 
 def test_prime_reads_history_without_telling() -> None:
@@ -422,7 +451,7 @@ def test_attach_notifies_from_the_ledger(tmp_path: Path, receiver) -> None:
     led.append_many([_start(0, "baseline", "baseline"), _decide(0, "keep", 0.9979)])
     log = _Log()
     settings = NotifySettings.from_table(tomllib.loads(f'[notify]\nurl = "{receiver.url("/" + SECRET)}"\n')["notify"])
-    watcher = attach(led, settings, "mar8", log, default_stall=None)
+    watcher = attach(led, settings, "mar8", log)
     assert watcher is not None and watcher.observe in led.observers
     led.append(_start(1, "halve the batch"))
     led.append(_decide(1, "keep", 0.9812, -0.0167))

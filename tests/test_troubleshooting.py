@@ -15,7 +15,8 @@ What is scanned (with :mod:`ast`, never regexes over the source), in every modul
    ``problem()`` method, the ``problem`` given to ``Readiness(...)`` and the text assigned to ``state.error``
    (in ``autoresearch/engine/view.py``).
 3. **The engine's stop reasons that mean something went wrong**: the strings ``Engine._loop`` in
-   ``autoresearch/engine/loop.py`` returns and the ``reason=`` of every ``request_stop(...)`` call there, less
+   ``autoresearch/engine/loop.py`` returns and the ``reason=`` of every ``request_stop(...)`` call there (and in
+   ``signals.py``), less
    the ordinary ends in ``NORMAL_STOPS`` (the experiments are done, the user or a signal stopped it).
 
 A message is its text with every placeholder (an f-string's ``{...}``, a non-literal operand of ``+``)
@@ -66,6 +67,7 @@ CLICK_ERRORS = {
     "MissingParameter", "NoSuchOption",
 }
 LOOP = "autoresearch/engine/loop.py"
+SIGNALS = "autoresearch/engine/signals.py"  # the stops a signal asks for (request_stop, as in LOOP)
 VIEW = "autoresearch/engine/view.py"
 # Stop reasons that are an ordinary end, not trouble (each must still exist in the code, see the last test).
 NORMAL_STOPS = {
@@ -165,7 +167,7 @@ def _modules_and_classes() -> tuple[list[_Module], frozenset[str]]:
     classes = set(USER_ERRORS | CLICK_ERRORS)
     while True:
         wanted = [rel for rel, src in _SOURCES.items()
-                  if rel in (LOOP, VIEW) or "Readiness(" in src or "def problem" in src
+                  if rel in (LOOP, SIGNALS, VIEW) or "Readiness(" in src or "def problem" in src
                   or any(c in src for c in classes)]
         more = {c.name for rel in wanted for c in _module(rel).classes
                 if {_name(b) for b in c.bases} & classes} - classes
@@ -221,7 +223,7 @@ def _scan() -> tuple[Message, ...]:
                     (k.value for k in call.keywords if k.arg == "problem"), None)
                 add(problem, rel, call.lineno, "AgentError (readiness)")
             # 3. the engine's stop reasons given to request_stop
-            elif name == "request_stop" and rel == LOOP:
+            elif name == "request_stop" and rel in (LOOP, SIGNALS):
                 for k in call.keywords:
                     if k.arg == "reason":
                         add(k.value, rel, call.lineno, "stop reason")

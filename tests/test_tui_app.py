@@ -14,7 +14,7 @@ import pytest
 
 import fixture_run
 from autoresearch.engine import control
-from autoresearch.engine.events import ControlTaken, Paused
+from autoresearch.engine.events import ControlTaken, Paused, Stalled, TrainingFinished
 from autoresearch.engine.ledger import Ledger
 from autoresearch.engine.rundir import RunDir
 from autoresearch.tui.screens.dashboard import Dashboard
@@ -156,6 +156,26 @@ def test_steering_keys_send_commands_and_report_when_taken(runs: Path) -> None:
                 await pilot.press("S")  # skip asks too; there is a training (exp 40) in the ledger
                 await pilot.press("y")
                 assert sent(run) == ["resume", "stop", "skip"]
+    run_async(main())
+
+
+def test_a_stall_the_engine_recorded_is_a_banner_until_progress(runs: Path) -> None:
+    run = RunDir(runs / "mar8")
+
+    async def main() -> None:
+        app = make_app(runs, run.path)
+        with HeldLock(run):
+            async with app.run_test(size=(200, 50)) as pilot:
+                await until(pilot, lambda: dashboard(app).state and dashboard(app).state.engine.alive, what="alive")
+                assert "no progress for" not in screen_text(app)
+                Ledger(run.path).append(Stalled(seconds=2820, limit_seconds=1800, phase="training", index=40,
+                                                detail="experiment"))
+                await until(pilot, lambda: "no progress for" in screen_text(app), what="the stall banner")
+                text = screen_text(app)
+                assert "no progress for 47 min: the engine is training exp 40" in text, text
+                assert "autoresearch stop mar8 --now" in text
+                Ledger(run.path).append(TrainingFinished(index=40, outcome="ok", val_bpb=1.0))
+                await until(pilot, lambda: "no progress for" not in screen_text(app), what="the banner gone")
     run_async(main())
 
 

@@ -24,6 +24,7 @@ class Contention:
     cores: int
     seconds: float
     busiest: list[tuple[str, float]] = field(default_factory=list)  # ("name (pid N)", cores), busiest first
+    slow: str = ""  # the second signal: slower than the same script's earlier trainings (see slower_than_before)
 
     @property
     def share(self) -> float:
@@ -32,7 +33,26 @@ class Contention:
 
     def words(self) -> str:
         names = ", ".join(f"{n} {c:.1f}" for n, c in self.busiest[:3])
-        return (f"other processes used {self.others_cores:.1f} of {self.cores} cores" + (f" ({names})" if names else ""))
+        cpu = f"other processes used {self.others_cores:.1f} of {self.cores} cores" + (f" ({names})" if names else "")
+        return f"{self.slow}; {cpu}" if self.slow else cpu
+
+
+SLOW_RATIO = 0.7  # a training this much slower than the same script's earlier ones ran on a machine that was not itself
+
+
+def slower_than_before(tokens_per_second: float | None, earlier: list[float], ratio: float = SLOW_RATIO) -> str:
+    """The second signal of a busy machine, for what the CPU figure cannot see (another process on the GPU, a
+    throttled chip): the same script, with another seed, trains at the same speed. '' when it is not slower than
+    ``ratio`` times the median of its ``earlier`` trainings' tokens per second (or there are none)."""
+    earlier = sorted(x for x in earlier if x and x > 0)
+    if not tokens_per_second or not earlier:
+        return ""
+    median = earlier[len(earlier) // 2] if len(earlier) % 2 else (earlier[len(earlier) // 2 - 1] + earlier[len(earlier) // 2]) / 2
+    if tokens_per_second >= ratio * median:
+        return ""
+    n = len(earlier)
+    return (f"trained at {tokens_per_second:,.0f} tok/s, {tokens_per_second / median:.2f}x of the same script's "
+            f"{'earlier training' if n == 1 else f'{n} earlier trainings'} ({median:,.0f} tok/s)")
 
 
 def _busy_seconds() -> float:
@@ -101,9 +121,31 @@ class ContentionMonitor:
         self._first: dict[tuple[int, float], float] = {}
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the sampler thread updates _seen; load_so_far reads it from another
 
     def _sample(self) -> None:
-        self._seen.update(_tree_cpu(self.root))
+        sample = _tree_cpu(self.root)
+        with self._lock:
+            self._seen.update(sample)
+
+    def load_so_far(self) -> float:
+        """The other processes' share of the machine since start() (0..1), from the samples so far (the run's
+        clients are not told apart here: a rough figure while the training runs, see stop() for the real one)."""
+        if self._thread is None or self._done.is_set():
+            return 0.0
+        seconds = time.monotonic() - self._t0
+        if seconds < 4 * self.interval:
+            return 0.0
+        busy = _busy_seconds() - self._busy0
+        with self._lock:
+            tree = sum(cpu - self._first.get(key, 0.0) for key, cpu in self._seen.items())
+        return max(0.0, min(1.0, (busy - tree) / seconds / self.cores))
+
+    def stretch(self, most: float = 4.0) -> float:
+        """How much longer than usual a training may take on the machine as loaded so far: 1 / (the share left to
+        it), at most ``most`` (a training's deadline is stretched by this: a busy machine's slow start is not the
+        change's timeout)."""
+        return min(most, 1.0 / max(1.0 / most, 1.0 - self.load_so_far()))
 
     def _run(self) -> None:
         while not self._done.wait(self.interval):

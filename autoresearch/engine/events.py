@@ -230,6 +230,23 @@ class Resumed(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class Stalled(Event):
+    """No progress (an experiment or a training finishing, a line of training output) for ``seconds``: the
+    engine is alive but may be stuck (engine.stall). Told once per episode; any later progress ends it."""
+
+    TYPE: ClassVar[str] = "stalled"
+    seconds: float = 0.0
+    limit_seconds: float = 0.0
+    phase: str = ""  # what the engine was doing (a phase, or training)
+    index: int | None = None
+    detail: str = ""
+
+    def validate(self) -> None:
+        if not self.seconds > 0:
+            raise EventError("stalled needs the seconds without progress")
+
+
+@dataclass(slots=True, kw_only=True)
 class Stopped(Event):
     TYPE: ClassVar[str] = "stopped"
     reason: str = ""
@@ -314,7 +331,7 @@ class UnknownEvent(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (
     RunStarted, ExperimentStarted, TrainingStarted, TrainingFinished, Decision, ExperimentRepaired,
-    ExperimentInterrupted, NoiseEstimated, Phase, ControlTaken, Paused, Resumed, Stopped, AgentErrorEvent,
+    ExperimentInterrupted, NoiseEstimated, Phase, ControlTaken, Paused, Resumed, Stalled, Stopped, AgentErrorEvent,
     ProposalRejected, Remeasured, ReviewMarked, NoteAdded, NoteRemoved,
 )}
 INDEXED = tuple(t for t, cls in EVENT_TYPES.items() if issubclass(cls, IndexedEvent))

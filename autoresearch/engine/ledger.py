@@ -377,10 +377,14 @@ class Ledger:
                     if size != self._offset:  # pragma: no cover - only if the file changes under us again
                         raise LedgerError(f"{self.path} changed while appending; is another engine writing it?")
                 view = memoryview(blob)
-                while view:
-                    written = os.write(fd, view)
-                    view = view[written:]
-                os.fsync(fd)
+                try:
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    os.fsync(fd)
+                except OSError:  # a full disk: take back the part written, so no torn line is left for later
+                    os.ftruncate(fd, size)
+                    raise
             finally:
                 os.close(fd)
             if created:

@@ -32,17 +32,20 @@ from ..harness.integrity import check_script, format_report
 from ..training.runner import Runner, RunResult, kill_orphan, log_tail
 from . import control, review
 from .events import (AgentErrorEvent, ControlTaken, Decision, ExperimentInterrupted, ExperimentRepaired, ExperimentStarted,
-                     NoiseEstimated, Paused, Phase, ProposalRejected, Remeasured, Resumed, RunStarted, Stopped, TrainingFinished,
+                     NoiseEstimated, Paused, Phase, ProposalRejected, Remeasured, Resumed, RunStarted, Stalled, Stopped, TrainingFinished,
                      TrainingStarted)
 from .ledger import Ledger
 from .awake import Inhibitor, hold_awake
-from .contention import Contention, ContentionMonitor, wait_for_quiet
+from .contention import Contention, ContentionMonitor, slower_than_before, wait_for_quiet
+from .diskspace import free_bytes, gb, is_disk_full, training_disk_fault, tree_bytes
 from .earlystop import Judge, mode_for, references_from, schedule_signature
 from .prefetch import Prepared
-from .notify import NotifySettings, NotifyWatcher, attach, default_stall_seconds
+from .notify import NotifySettings, NotifyWatcher, attach
+from .stall import StallWatch, default_stall_seconds, doing_words, stall_words
 from .policy import NoiseEstimate, estimate_noise, make_policy, held_out_doubt
 from .live import EngineLog, LiveState, parse_progress
 from .rundir import PENDING, RunDir, RunError, RunLock, script_hash
+from .signals import AgentInterrupted
 
 
 @dataclass
@@ -60,7 +63,11 @@ class EngineOptions:
     poll_interval: float = 0.5
     contention_threshold: float = 0.25  # other processes' share of the machine's CPU that makes a training contended
     max_contended_reruns: int = 2  # then a contended result is used (and said so)
+    disk_poll_seconds: float = 30.0  # how often a paused run looks at the free space again
+    max_disk_reruns: int = 3  # trainings in a row that a full disk spoiled: then the run stops (diskspace.py)
     quiet_wait_seconds: float = 600.0  # how long to wait for a quiet machine (once a night) before going on anyway
+    stall_seconds: float | None = None  # no progress for this long is a stall; None: [notify] stall_minutes, else from the budget
+    stall_check_seconds: float = 30.0  # how often the stall watchdog looks (stall.py)
     quiet_window_seconds: float = 5.0  # quiet means two such windows in a row below half the threshold
     notify: NotifySettings | None = None  # [notify]: a webhook / desktop notification on new bests, crashes, stops
     early_stop: str | None = None  # off | safe | aggressive; None: the run's config (default safe), see earlystop.py
@@ -96,6 +103,7 @@ class Engine:
         self._control_lock = threading.Lock()
         self._notes_seen: set[str] = set()  # note ids already acknowledged in the log
         self._notify: NotifyWatcher | None = None
+        self._stall = StallWatch(None)  # the stall watchdog (run() sets its limit and starts it)
         self._busy_machine = False  # a wait for a quiet machine ran out: contended results are used from now on
         self._awake: Inhibitor | None = None  # sleep held off while this engine runs (where the machine allows)
         self._agent_busy = False  # the agent is writing a proposal or a repair (a stop abandons it)
@@ -109,7 +117,10 @@ class Engine:
     def log(self, line: str) -> None:
         """Say something: into the run's engine.log (for clients that attach later) and to the caller's log."""
         self._engine_log(line)
-        self._echo(line)
+        try:
+            self._echo(line)
+        except OSError:  # stdout is a file on a full disk (a detached engine): the line is lost, the run is not
+            pass
 
     def request_stop(self, now: bool = False, reason: str = "stop requested") -> None:
         if now:
@@ -125,11 +136,14 @@ class Engine:
         self._session_started = time.monotonic()
         try:
             budget = self.config.get("profile", {}).get("time_budget")
-            self._notify = attach(self.ledger, self.options.notify, self.run_dir.path.name, self.log,
-                                  default_stall=default_stall_seconds(budget))
+            self._notify = attach(self.ledger, self.options.notify, self.run_dir.path.name, self.log)
+            minutes = self.options.notify.stall_minutes if self.options.notify is not None else None
+            self._stall = StallWatch(self.options.stall_seconds or (minutes * 60.0 if minutes else default_stall_seconds(budget)))
+            self.ledger.observers.append(self._stall.observe)
             resumed = bool(self.ledger.events())
             self.ledger.append(RunStarted(pid=os.getpid(), host=socket.gethostname(), version=__version__,
                                           resumed=resumed))
+            self._stall.start(self._stalled, interval=self.options.stall_check_seconds)
             self._phase("starting")
             self._say_confinement()
             self._awake = hold_awake(why=f"autoresearch run {self.run_dir.path.name}")  # ends with this process
@@ -137,21 +151,38 @@ class Engine:
             self._recover()
             reason = self._loop()
         except BaseException as e:
-            self.ledger.append(Stopped(reason=f"error: {type(e).__name__}: {e}"))
+            self._record_stop(f"error: {type(e).__name__}: {e}")
             raise
         else:
-            self.ledger.append(Stopped(reason=reason))
+            self._record_stop(reason)
             self.log(f"stopped: {reason}")
             return reason
         finally:
             self.live.set("training", None)
             self.live.set("agent", None, force=True)
+            self._stall.stop()
+            with contextlib.suppress(ValueError):
+                self.ledger.observers.remove(self._stall.observe)
             self._lock.release()
             if self._awake is not None:
                 self._awake.release()
             if self._notify is not None:
                 self._notify.close()  # (the "stopped" notice goes out, and its failure still reaches engine.log)
             self._engine_log.close()
+
+    def _stalled(self, stall: Stalled) -> None:
+        """The watchdog's thread: no progress for longer than the run's trainings allow (engine.stall)."""
+        self.ledger.append(stall)
+        self.log(stall_words(stall.seconds, doing_words(stall.phase, stall.index, stall.detail), self.run_dir.path.name,
+                             os.getpid()))
+
+    def _record_stop(self, reason: str) -> None:
+        try:
+            self.ledger.append(Stopped(reason=reason))
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            self.log(f"the stop could not be recorded: the disk is full ({e}); the next start recovers the run")
 
     def _past_time_limit(self, done: int) -> str:
         """Why no experiment may start under ``max_seconds`` ('' when one may): the next would end after the limit,
@@ -219,8 +250,36 @@ class Engine:
                         continue
                     index = self.ledger.next_index()
                     self._experiment()
+            except (OSError, git.GitCommandError) as e:
+                if not self._disk_error(e):
+                    raise
+                if not self._recover_from_full_disk(e):
+                    return self._stop or "stopped while the disk was full"
             finally:
                 self._forget_trainings(index)
+
+    def _disk_error(self, error: BaseException) -> bool:
+        """A full disk's error: said so (ENOSPC, a traceback's words), or a git error ("couldn't write ...lock")
+        while the run's disk is below its floor."""
+        if is_disk_full(error):
+            return True
+        free = free_bytes(self.run_dir.path)
+        return 0 <= free < self.options.disk_floor_gb * 2**30
+
+    def _recover_from_full_disk(self, error: BaseException) -> bool:
+        """The disk filled up while the engine wrote (the ledger, git, a trial's files) outside a training: wait for
+        space, then bring the run back to a consistent state as a resume would (an experiment left open is
+        recorded as interrupted and its commit reset away). False when a stop came first."""
+        if self._stop:
+            return False
+        first = str(error).strip().splitlines()[-1][:300] if str(error).strip() else type(error).__name__
+        self.log(f"the disk is full ({first}): waiting for space on {self.run_dir.path}; nothing is lost, the run "
+                 "continues by itself")
+        if not self._wait_for_space():
+            return False
+        (self.run_dir.state / PENDING).write_text("disk")  # whatever git was doing is reset to the best (_recover)
+        self._recover()
+        return True
 
     def _recover(self) -> None:
         """Bring the run back to a consistent state after any stop, including kill -9 and power loss."""
@@ -613,26 +672,37 @@ class Engine:
         ``attempt`` numbers the trainings of one experiment (logs and metrics files); default: ``seed_run``.
         ``purpose``: baseline, experiment, confirm (another seed of a promising change), repair (the agent's fix).
         A training during which other processes took the machine (contention.py) is recorded as contended, not
-        used, and trained again once the machine is quiet (at most ``max_contended_reruns`` times).
+        used, and trained again once the machine is quiet (at most ``max_contended_reruns`` times); one that a full
+        disk spoiled (diskspace.py), as disk_full, and trained again once there is space.
         """
         attempt = seed_run if attempt is None else attempt
-        for rerun in range(self.options.max_contended_reruns + 1):
-            last = rerun == self.options.max_contended_reruns or self._busy_machine
-            result, busy = self._train_once(index, seed_run, attempt, purpose, rerun, last)
+        contended = full = 0
+        while True:
+            last = contended == self.options.max_contended_reruns or self._busy_machine
+            result, busy = self._train_once(index, seed_run, attempt, purpose, contended + full, last)
+            if result is not None and result.status == "disk_full":
+                full += 1
+                if full <= self.options.max_disk_reruns:
+                    continue
+                self.request_stop(reason=f"the disk filled up during {full} trainings in a row: free space on "
+                                         f"{self.run_dir.path} (or move the runs elsewhere) and run again")
+                self.ledger.append(ExperimentInterrupted(index=index, reason=self._stop or ""))
+                self.log(f"[exp {index}] interrupted: {self._stop}")
+                return None
             if result is None or busy is None:
                 return result
             if last:
-                why = "the machine stays busy tonight" if self._busy_machine else f"still so after {rerun} re-run(s)"
+                why = "the machine stays busy tonight" if self._busy_machine else f"still so after {contended} re-run(s)"
                 self.log(f"[exp {index}] contended ({busy.words()}), {why}: this result is used; its others_cpu "
                          "figure is in the ledger")
                 return result
+            contended += 1
             discard_weights(result)
             self._scored = [r for r in self._scored if r is not result]
             self.log(f"[exp {index}] seed {result.metrics.get('seed', seed_run)}: contended, not used: {busy.words()} "
                      f"during the training; training it again once the machine is quiet")
             if not self._wait_for_quiet(index):
                 return None
-        return None  # (not reached)
 
     def _wait_for_quiet(self, index: int) -> bool:
         """Wait (bounded) for the other processes to leave the machine; False when a stop came meanwhile."""
@@ -664,6 +734,8 @@ class Engine:
                          harness=harness, log_path=log_path, deadline_seconds=deadline,
                          eval_deadline_seconds=max(300.0, deadline), env=agent_env(backend=self.backend),
                          keep_weights=True, judge=self._judge(index, purpose) if seed_run == 0 else None)
+        monitor = ContentionMonitor()
+        spec.deadline_stretch = monitor.stretch  # (1 until it starts, below)
         log_rel = str(log_path.relative_to(run.state))
         self.ledger.append(TrainingStarted(index=index, attempt=attempt, seed=seed, log=log_rel, purpose=purpose,
                                            budget_seconds=float(self.config.get("profile", {}).get("time_budget", 0))))
@@ -674,18 +746,27 @@ class Engine:
         watcher.start()
         t0 = time.perf_counter()
         self._train_started = time.time()
-        monitor = ContentionMonitor().start()
+        free_before = free_bytes(run.path)
+        monitor.start()
         try:
             result = run_trial(spec, self.runner, on_line=self._on_train_line, pid_file=run.state / "training.pid",
                                on_phase=lambda phase: self._phase("evaluating", index))
+        except OSError as e:  # the engine's side of the trial could not write its files
+            if not self._disk_error(e):
+                raise
+            result = RunResult(status="crash", reason=f"the trial's files could not be written: {e}", log_path=log_path)
         finally:
             self._train_seconds += time.perf_counter() - t0
             self._training = False
             self.live.set("training", None, force=True)
             watcher.join(timeout=5)
         busy = monitor.stop()
+        if result.status == "ok":
+            busy = dataclasses.replace(busy, slow=slower_than_before(result.metrics.get("tokens_per_second"),
+                                                                     self._earlier_speeds(index)))
         others = round(busy.share, 3)
         self.runner = Runner()  # a Runner stopped by skip/stop-now stays stopped; the next run gets a fresh one
+        self._blame_the_disk(index, spec, result, free_before)
         if result.status == "interrupted" or self._skip:
             why = "skipped by the user" if self._skip else (self._stop or "interrupted")
             self._skip = False
@@ -700,7 +781,8 @@ class Engine:
             return None, None
         # an ok training, or one that ran out of time, while others took the machine: the machine's fault, not the change's
         # (a training stopped early on a busy machine too: the slower steps may be what looked hopeless)
-        unfair = result.status in ("ok", "timeout", "early_stop") and busy.share > self.options.contention_threshold
+        unfair = result.status in ("ok", "timeout", "early_stop") and (busy.share > self.options.contention_threshold
+                                                                       or bool(busy.slow))
         contended = unfair and not last
         self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="contended" if contended else result.status,
                                             val_bpb=result.val_bpb if result.status == "ok" else None,
@@ -717,6 +799,34 @@ class Engine:
         else:
             self.log(f"[exp {index}] seed {seed}: {result.status}: {result.reason}")
         return result, busy if unfair else None
+
+    def _earlier_speeds(self, index: int) -> list[float]:
+        """Tokens per second of the earlier usable trainings of the script experiment ``index`` trains now (its own
+        other seeds, the same script in other experiments: a re-test, a re-measured best)."""
+        exps = self.ledger.experiments()
+        this = next((e for e in exps if e.index == index), None)
+        if this is None or not this.script_sha256:
+            return []
+        return [float(t.metrics["tokens_per_second"]) for e in exps if e.script_sha256 == this.script_sha256
+                for t in e.trainings if t.ok and isinstance(t.metrics.get("tokens_per_second"), (int, float))]
+
+    def _blame_the_disk(self, index: int, spec: TrialSpec, result: RunResult, free_before: int) -> None:
+        """A training that failed for a full disk: disk_full when the disk filled up around it (then the engine waits
+        for space before it is recorded), its reason says so when the training itself filled it (a crash to repair)."""
+        log_size = spec.log_path.stat().st_size if spec.log_path.exists() else 0
+        fault = training_disk_fault(result.status, f"{result.reason}\n{result.tail}", free_before=free_before,
+                                    free_now=free_bytes(self.run_dir.path), floor=int(self.options.disk_floor_gb * 2**30),
+                                    wrote=tree_bytes(spec.work_dir) + log_size)
+        if fault is None:
+            return
+        if not fault.machine:
+            result.reason = f"{fault.reason} ({result.reason})"
+            return
+        result.status, result.reason = "disk_full", fault.reason
+        self.log(f"[exp {index}] {fault.reason}: the machine's fault, not the change's; not used, trained again once "
+                 "there is space")
+        if not self._wait_for_space(index):
+            result.status, result.reason = "interrupted", self._stop or "stopped while the disk was full"
 
     def _judge(self, index: int, purpose: str) -> Callable[[list[tuple[float, float]]], str] | None:
         """The early-stop check of an agent's change on its first seed (not the baseline, a confirmation, a re-test):
@@ -745,6 +855,7 @@ class Engine:
 
     def _on_train_line(self, line: str) -> None:
         """A line of the training's output (reader thread): progress into live.json, the phase, the headless log."""
+        self._stall.output()
         progress = parse_progress(line) if line.startswith("step ") else None
         if progress is not None:
             self.live.update("training", progress)
@@ -979,55 +1090,29 @@ class Engine:
         return True
 
     def _disk_ok(self) -> bool:
-        free_gb = shutil.disk_usage(self.run_dir.path).free / 1024**3
+        free_gb = free_bytes(self.run_dir.path) / 1024**3
         if free_gb >= self.options.disk_floor_gb:
             return True
-        self.ledger.append(Paused(reason=f"disk: {free_gb:.2f} GB free, below {self.options.disk_floor_gb} GB"))
-        self._phase("waiting_for_disk", detail=f"{free_gb:.2f} GB free")
         self.log(f"paused: only {free_gb:.2f} GB free on {self.run_dir.path} (floor {self.options.disk_floor_gb} GB). "
                  "Free some space; the run continues by itself.")
-        while shutil.disk_usage(self.run_dir.path).free / 1024**3 < self.options.disk_floor_gb:
-            if not self._sleep(30):
+        return self._wait_for_space()
+
+    def _wait_for_space(self, index: int | None = None) -> bool:
+        """Pause until the run's disk has the floor free again (recorded as a pause where the ledger can still be
+        written); False when a stop came first."""
+        floor = int(self.options.disk_floor_gb * 2**30)
+        free = free_bytes(self.run_dir.path)
+        if free >= floor:
+            return True
+        with contextlib.suppress(OSError):  # (a disk with no room left for the ledger's line: still waited for)
+            self.ledger.append(Paused(reason=f"disk: {gb(max(free, 0))} free, below {self.options.disk_floor_gb} GB"))
+            self._phase("waiting_for_disk", index, detail=f"{gb(max(free, 0))} free")
+        while free_bytes(self.run_dir.path) < floor:
+            if not self._sleep(self.options.disk_poll_seconds):
                 return False
         self.ledger.append(Resumed())
         self.log("disk space is back: resuming")
         return True
-
-
-class AgentInterrupted(BaseException):
-    """A stop asked for while the agent was writing: raised into the main thread to abandon its reply (a
-    BaseException, so the providers' error handling does not take it for a failed request)."""
-
-
-def install_signal_handlers(engine: Engine, *, headless: bool, log: Callable[[str], None]) -> None:
-    """SIGINT/SIGTERM: stop after the current experiment; a second one stops now. SIGHUP ignored headless."""
-    count = {"n": 0}
-
-    def handler(signum: int, frame: Any) -> None:
-        count["n"] += 1
-        name = signal.Signals(signum).name
-        if engine._agent_busy:  # nothing trains yet: the proposal is abandoned and the engine stops
-            log(f"{name}: stopping (the agent's reply is abandoned)")
-            engine.request_stop(reason=f"{name}: stopped while the agent was writing")
-            raise AgentInterrupted()
-        if count["n"] == 1:
-            log(f"{name}: stopping after the current experiment (send it again to stop now)")
-            engine.request_stop(reason=f"{name}: stopped after the experiment")
-        else:
-            log(f"{name} again: stopping now")
-            engine.request_stop(now=True, reason=f"{name}: stopped now")
-
-    def wake(signum: int, frame: Any) -> None:  # sent by the engine's own control watcher (a stop from a client)
-        if engine._agent_busy:
-            raise AgentInterrupted()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    if hasattr(signal, "pthread_kill") and hasattr(signal, "SIGUSR1"):
-        signal.signal(signal.SIGUSR1, wake)
-        engine._interrupt_signal = signal.SIGUSR1
-    if headless and hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _minutes(seconds: float) -> str:

@@ -8,7 +8,7 @@
     desktop = true                             # notify-send (Linux) / osascript (macOS), where one exists
     events = ["new_best", "crash_streak", "stall", "stopped", "disk_floor"]   # the default: all of them
     crash_streak = 3                           # failed experiments in a row before telling
-    stall_minutes = 45                         # no experiment finished for this long (default: from the budget)
+    stall_minutes = 45                         # no progress for this long is a stall (default: from the budget)
     timeout = 10                               # seconds per HTTP attempt
 
 Three parts, each usable alone:
@@ -19,8 +19,8 @@ Three parts, each usable alone:
   the webhook's scheme and host (its path or query may hold a secret token); nothing is ever raised.
 - :class:`NotifyWatcher` decides, from the ledger's event dicts (:meth:`NotifyWatcher.observe`, hooked on
   ``Ledger.observers``), when something is worth telling: a new best, a crash streak, the run stopped, the
-  disk floor reached; and from a timer (:meth:`NotifyWatcher.check_stall`) a stall. Its decisions
-  (:meth:`NotifyWatcher.decide`, :meth:`NotifyWatcher.stall_notice`) are pure: no I/O, testable alone.
+  disk floor reached, a stall (the engine's watchdog's ``stalled`` event, see :mod:`.stall`). Its decisions
+  (:meth:`NotifyWatcher.decide`) are pure: no I/O, testable alone.
 
 :func:`attach` wires all three onto an engine's ledger in one call.
 """
@@ -45,12 +45,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..config import ConfigError
+from .stall import doing_words
 
 EVENTS = ("new_best", "crash_streak", "stall", "stopped", "disk_floor")
 FORMATS = ("auto", "ntfy", "slack", "discord")
 _KEYS = ("url", "format", "desktop", "events", "crash_streak", "stall_minutes", "timeout")
 _FAILED = ("crash", "oom", "nan", "timeout", "invalid")  # decision statuses that count towards a crash streak
-_IDLE_PHASES = ("paused", "waiting_for_disk", "stopped")  # no stall is counted while the engine is in one
 
 # ntfy: https://docs.ntfy.sh/publish/ (tags that are emoji short codes show as emoji; priority 1..5 or names)
 _NTFY_TAGS = {"new_best": "tada", "crash_streak": "boom", "stall": "hourglass", "stopped": "stop_sign",
@@ -191,13 +191,6 @@ def detect_format(url: str) -> str:
     if (host == "discord.com" or host.endswith(".discord.com")) and parts.path.startswith("/api/webhooks"):
         return "discord"
     return "ntfy"
-
-
-def default_stall_seconds(time_budget: float | None) -> float:
-    """A stall limit for a run whose trainings last ``time_budget`` seconds: room for a confirming seed,
-    start-up, evaluation and a slow local model's proposal. 30 minutes at least."""
-    budget = float(time_budget or 0)
-    return max(30 * 60.0, 4 * budget + 10 * 60.0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -459,11 +452,6 @@ class Notice:
     priority: str | None = None  # ntfy priority, when not the kind's own
 
 
-def is_stalled(now: float, last_progress: float, limit_seconds: float | None) -> bool:
-    """Whether more than ``limit_seconds`` passed since the last progress (None: stalls are not watched)."""
-    return limit_seconds is not None and limit_seconds > 0 and now - last_progress >= limit_seconds
-
-
 def _bpb(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "?"
 
@@ -481,19 +469,13 @@ def _minutes_text(seconds: float) -> str:
 class NotifyWatcher:
     """Turns ledger events into notices (pure state machine) and hands them to a :class:`Notifier`.
 
-    Progress, for stalls, is an experiment or a training finishing (or a session starting, or a pause
-    ending); time spent paused or waiting for disk does not count. ``stall_seconds`` is the limit when
-    the settings name no ``stall_minutes`` (None: no stall notices). ``clock`` is monotonic seconds.
+    A stall is the engine's own watchdog's ledger fact (engine.stall): a ``stalled`` event becomes the notice.
     """
 
-    def __init__(self, notifier: Notifier | None, settings: NotifySettings | None = None, *,
-                 stall_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, notifier: Notifier | None, settings: NotifySettings | None = None) -> None:
         self.notifier = notifier
         self.settings = settings or (notifier.settings if notifier is not None else NotifySettings())
-        minutes = self.settings.stall_minutes
-        self.stall_seconds = minutes * 60.0 if minutes is not None else stall_seconds
-        self.clock = clock
-        self._lock = threading.RLock()  # observe (the engine's thread) and check_stall (a timer) share state
+        self._lock = threading.RLock()  # observe is called from whichever thread appends (the stall watchdog's too)
         self._kinds: dict[int, str] = {}
         self._descriptions: dict[int, str] = {}
         self._baseline: float | None = None
@@ -503,10 +485,6 @@ class NotifyWatcher:
         self._disk_episode = False
         self._disk_reason = ""
         self._phase: tuple[str, int | None, str] | None = None
-        self.last_progress = clock()
-        self._stall_told = False
-        self._timer: threading.Thread | None = None
-        self._timer_stop = threading.Event()
 
     # -- the pure part ---------------------------------------------------------------------------------
 
@@ -518,35 +496,25 @@ class NotifyWatcher:
                 self.decide(event)
             self._phase = None
             self._disk_episode = False
-            self.last_progress = self.clock()
-            self._stall_told = False
 
-    def decide(self, event: Mapping[str, Any], now: float | None = None) -> list[Notice]:
+    def decide(self, event: Mapping[str, Any]) -> list[Notice]:
         """Update the state with one ledger event (a dict as the ledger stores it); the notices it calls for."""
         with self._lock:
-            return self._decide(event, self.clock() if now is None else now)
+            return self._decide(event)
 
-    def _progress(self, now: float) -> None:
-        self.last_progress = now
-        self._stall_told = False
-
-    def _decide(self, ev: Mapping[str, Any], now: float) -> list[Notice]:
+    def _decide(self, ev: Mapping[str, Any]) -> list[Notice]:
         kind = ev.get("event")
         index = ev.get("index") if isinstance(ev.get("index"), int) else None
         if kind == "run_started":
             self._phase = None
             self._disk_episode = False
-            self._progress(now)
         elif kind == "experiment_started" and index is not None:
             self._kinds[index] = str(ev.get("kind") or "agent")
             self._descriptions[index] = str(ev.get("description") or "")
         elif kind == "experiment_repaired" and index is not None:
             if ev.get("description"):
                 self._descriptions[index] = str(ev["description"])
-        elif kind in ("training_finished", "remeasured", "experiment_interrupted"):
-            self._progress(now)
         elif kind == "decision" and index is not None:
-            self._progress(now)
             return self._decision(ev, index)
         elif kind == "paused":
             reason = str(ev.get("reason") or "")
@@ -554,9 +522,10 @@ class NotifyWatcher:
                 self._disk_reason = reason
         elif kind == "resumed":
             self._disk_episode = False
-            self._progress(now)
         elif kind == "phase":
-            return self._on_phase(ev, index, now)
+            return self._on_phase(ev, index)
+        elif kind == "stalled":
+            return [self._stalled(ev, index)]
         elif kind == "stopped":
             self._phase = ("stopped", None, "")
             return [self._stopped(str(ev.get("reason") or ""))]
@@ -599,12 +568,9 @@ class NotifyWatcher:
                 return [Notice("crash_streak", f"{len(self._failures)} failed experiments in a row", "\n".join(lines))]
         return []
 
-    def _on_phase(self, ev: Mapping[str, Any], index: int | None, now: float) -> list[Notice]:
+    def _on_phase(self, ev: Mapping[str, Any], index: int | None) -> list[Notice]:
         phase = str(ev.get("phase") or "")
-        before = self._phase[0] if self._phase else None
         self._phase = (phase, index, str(ev.get("detail") or ""))
-        if before in _IDLE_PHASES and phase not in _IDLE_PHASES:
-            self._progress(now)  # the time paused or waiting for disk is not a stall
         if phase != "waiting_for_disk":
             self._disk_episode = False
             return []
@@ -629,28 +595,13 @@ class NotifyWatcher:
         return Notice("stopped", "stopped on an error" if error else "stopped", "\n".join(lines),
                       priority="high" if error else None)
 
-    def stall_notice(self, now: float | None = None) -> Notice | None:
-        """The stall notice due now, once per stall episode (None when none is due)."""
-        with self._lock:
-            now = self.clock() if now is None else now
-            if self._stall_told or (self._phase is not None and self._phase[0] in _IDLE_PHASES):
-                return None
-            if not is_stalled(now, self.last_progress, self.stall_seconds):
-                return None
-            self._stall_told = True
-            body = f"no experiment or training finished for {_minutes_text(now - self.last_progress)}"
-            if self._phase is not None:
-                phase, index, detail = self._phase
-                doing = phase.replace("_", " ")
-                if index is not None:
-                    doing += f" exp {index}"
-                    desc = self._descriptions.get(index)
-                    if desc:
-                        doing += f" ({_truncate(desc, 120)})"
-                if detail:
-                    doing += f": {detail}"
-                body += f"; the engine is {doing}"
-            return Notice("stall", "no progress", body + ". Check the engine log.")
+    def _stalled(self, ev: Mapping[str, Any], index: int | None) -> Notice:
+        seconds = ev.get("seconds")
+        doing = doing_words(str(ev.get("phase") or ""), index, str(ev.get("detail") or ""),
+                            self._descriptions.get(index, "") if index is not None else "")
+        took = _minutes_text(float(seconds)) if isinstance(seconds, (int, float)) else "a long time"
+        return Notice("stall", "no progress", f"no experiment or training finished for {took}; the engine is {doing}. "
+                                              "Check the engine log.")
 
     # -- the telling part -----------------------------------------------------------------------------
 
@@ -669,56 +620,21 @@ class NotifyWatcher:
 
     __call__ = observe
 
-    def check_stall(self, now: float | None = None) -> bool:
-        """Send the stall notice if one is due (call from a timer); True when one was sent."""
-        notice = self.stall_notice(now)
-        if notice is None:
-            return False
-        self._tell([notice])
-        return True
-
-    def start(self, interval: float = 30.0) -> None:
-        """Check for a stall every ``interval`` seconds in a daemon thread (the engine may block for long)."""
-        if self._timer is not None or self.stall_seconds is None:
-            return
-        self._timer_stop.clear()
-
-        def loop() -> None:
-            while not self._timer_stop.wait(interval):
-                try:
-                    self.check_stall()
-                except Exception:  # pragma: no cover
-                    pass
-
-        self._timer = threading.Thread(target=loop, name="autoresearch-stall", daemon=True)
-        self._timer.start()
-
-    def stop(self) -> None:
-        self._timer_stop.set()
-        if self._timer is not None:
-            self._timer.join(1.0)
-            self._timer = None
-
     def close(self, timeout: float | None = None) -> bool:
-        """Stop the stall timer and let the notifier deliver what is pending (e.g. the "stopped" notice)."""
-        self.stop()
+        """Let the notifier deliver what is pending (e.g. the "stopped" notice)."""
         return self.notifier.close(timeout) if self.notifier is not None else True
 
 
-def attach(ledger: Any, settings: NotifySettings | None, run_tag: str, log: Callable[[str], Any], *,
-           default_stall: float | None = None, interval: float = 30.0) -> NotifyWatcher | None:
+def attach(ledger: Any, settings: NotifySettings | None, run_tag: str, log: Callable[[str], Any]) -> NotifyWatcher | None:
     """Notifications for an engine's ledger: a notifier and a watcher primed with the run's history, added to
-    ``ledger.observers``, with its stall timer started. None when ``[notify]`` asks for nothing.
-
-    ``default_stall``: the stall limit in seconds when the settings give none (see :func:`default_stall_seconds`).
-    Call :meth:`NotifyWatcher.close` before the engine exits."""
+    ``ledger.observers``. None when ``[notify]`` asks for nothing. Call :meth:`NotifyWatcher.close` before the
+    engine exits."""
     if settings is None or not settings.enabled:
         return None
     notifier = Notifier(settings, run_tag, log)
     if not notifier.enabled:
         return None  # desktop only, and no desktop notifier here (already said)
-    watcher = NotifyWatcher(notifier, settings, stall_seconds=default_stall)
+    watcher = NotifyWatcher(notifier, settings)
     watcher.prime(ledger.events())
     ledger.observers.append(watcher.observe)
-    watcher.start(interval)
     return watcher

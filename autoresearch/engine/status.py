@@ -3,6 +3,7 @@ from a results.tsv alone (upstream autoresearch's, or one of ours copied away fr
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from .earlystop import stopped_at
 from .results import read_results_tsv
 from .rundir import RunDir, RunError
+from .stall import stall_words
 from .view import RunView, experiment_status
 
 
@@ -38,6 +40,9 @@ def run_status(run: RunDir) -> dict[str, Any]:
     if st.engine.alive and st.agent.state is not None:
         agent.update(state=st.agent.state, message=st.agent.message, since=st.agent.since)
     best = st.best
+    stall = None
+    if st.engine.alive and st.stalled_since is not None:
+        stall = {"seconds": round(time.time() - st.stalled_since), "doing": st.stall_doing, "pid": st.engine.pid}
     return {
         "run": run.tag,
         "path": str(run.path),
@@ -52,6 +57,7 @@ def run_status(run: RunDir) -> dict[str, Any]:
         "noise_sigma": st.noise_sigma,
         "counts": st.counts,
         "agent": agent,
+        "stall": stall,
         "experiments": experiments,
     }
 
@@ -112,6 +118,9 @@ def format_status(r: dict[str, Any]) -> str:
     if r["noise_sigma"] is not None:
         lines.append(f"noise (seed-to-seed std) {r['noise_sigma']:.6f}")
     lines.append(", ".join(f"{n} {k}" for k, n in sorted(r["counts"].items())) or "no experiments yet")
+    stall = r.get("stall")
+    if stall:
+        lines.append("STALLED: " + stall_words(stall["seconds"], stall["doing"], r["run"], stall.get("pid")))
     agent = r.get("agent") or {}
     if agent.get("spec"):
         text = f"agent {agent['spec']}"

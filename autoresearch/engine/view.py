@@ -18,13 +18,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .events import (AgentErrorEvent, ControlTaken, Decision, Event, ExperimentInterrupted, ExperimentRepaired,
-                     ExperimentStarted, NoiseEstimated, NoteAdded, NoteRemoved, Paused, Phase, ProposalRejected, Resumed,
-                     RunStarted, Stopped, TrainingFinished, TrainingStarted)
+                     ExperimentStarted, NoiseEstimated, NoteAdded, NoteRemoved, Paused, Phase, ProposalRejected, Remeasured,
+                     Resumed, RunStarted, Stalled, Stopped, TrainingFinished, TrainingStarted)
 from .experiments import Experiment
 from .ledger import RESULTS_FILE, Ledger, LedgerError
 from .live import ENGINE_LOG, read_live
 from .results import read_results_tsv
 from .rundir import RunDir, RunError, RunLock
+from .stall import doing_words
+
+# what ends a stall the watchdog recorded (engine.stall's progress; training output shows up as the next of these)
+_PROGRESS = (RunStarted, TrainingFinished, Remeasured, ExperimentInterrupted, Decision, Resumed, Stopped)
 
 
 def parse_ts(ts: str | None) -> float | None:
@@ -112,6 +116,8 @@ class RunState:
     session_started: float | None = None
     session_decided: int = 0  # experiments decided since the latest run_started
     last_event: str = ""  # type of the newest event
+    stalled_since: float | None = None  # the last progress before a stall the engine's watchdog recorded (None: none)
+    stall_doing: str = ""  # what the engine was doing then
     error: str | None = None  # the run cannot be read (corrupt ledger, directory gone): say so, show nothing else
 
     @property
@@ -212,7 +218,13 @@ class RunView:
         if isinstance(index, int) and index >= 0:
             changed.add(index)
         ts = None if isinstance(ev, _UNTIMED) else parse_ts(ev.ts)
-        if isinstance(ev, RunStarted):
+        if isinstance(ev, _PROGRESS):
+            st.stalled_since, st.stall_doing = None, ""
+        if isinstance(ev, Stalled):
+            st.stalled_since = (ts - ev.seconds) if ts is not None else None
+            exp = self.ledger.experiment(ev.index) if ev.index is not None else None
+            st.stall_doing = doing_words(ev.phase, ev.index, ev.detail, exp.description if exp is not None else "")
+        elif isinstance(ev, RunStarted):
             st.engine.pid, st.engine.host, st.engine.started = ev.pid, ev.host, ts
             st.engine.stopped, st.engine.stop_reason = None, ""
             st.session_started, st.session_decided = ts, 0

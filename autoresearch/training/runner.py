@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +26,8 @@ from ..harness.sandbox import kill_tree
 
 # contended: it trained, but other processes took the machine meanwhile: not used (the engine trains it again)
 # early_stop: its loss curve was judged hopeless part-way (engine.earlystop); not scored
-OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted", "contended", "early_stop")
+# disk_full: the disk filled up around it (engine.diskspace): the machine's fault; not used, trained again
+OUTCOMES = ("ok", "crash", "oom", "nan", "timeout", "invalid", "interrupted", "contended", "early_stop", "disk_full")
 # a SIGKILL of the training: its own (-9), or as the sandbox launcher reports its child's (128 + 9)
 _SIGKILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "out of memory", "[METAL] Command buffer execution failed: Insufficient Memory")
@@ -100,7 +102,7 @@ class Runner:
     """Runs the processes of one training; ``stop()`` from another thread ends it as interrupted, ``end_early()``
     as early_stop."""
 
-    def __init__(self, memory_limit_mb: float | None = None) -> None:
+    def __init__(self, memory_limit_mb: float | None = None, log_limit_mb: float = 64) -> None:
         # the training tree's resident memory that ends it as oom before the OS's out-of-memory killer would
         # (None: all but a reserve of the machine's memory, see memory_limit)
         self.memory_limit = memory_limit_mb * 2**20 if memory_limit_mb else memory_limit()
@@ -108,6 +110,7 @@ class Runner:
         self._others: list[subprocess.Popen[bytes]] = []  # the scorer and its serving processes
         self._interrupted = threading.Event()
         self._early = ""  # why the training is ended early ('' while it is not)
+        self.log_limit = int(log_limit_mb * 2**20)  # a process's output kept in its log, then only its last lines
 
     def end_early(self, reason: str) -> None:
         """End the training now because it is hopeless (another thread: the data server's judge)."""
@@ -141,13 +144,15 @@ class Runner:
         pid_file: Path | None = None,
         pass_fds: tuple[int, ...] = (),
         append: bool = False,
+        deadline_stretch: Callable[[], float] | None = None,
     ) -> RunResult:
         """Run ``argv`` to its end (or the deadline, or stop()): status ``crash`` (non-zero exit), ``oom``,
         ``timeout``, ``interrupted``, or ``exited`` (status 0: what it achieved is for the caller to judge)."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         peak = 0
-        with open(log_path, "ab" if append else "wb") as log:
+        with open(log_path, "ab" if append else "wb", buffering=0) as f:  # (unbuffered: nothing left to fail at close)
+            log = _LogSink(f, self.log_limit)
             self._proc = proc = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True, pass_fds=pass_fds,
@@ -157,9 +162,17 @@ class Runner:
             ps = psutil.Process(proc.pid)
             if pid_file is not None:
                 tmp = pid_file.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"pid": proc.pid, "create_time": ps.create_time()}))
-                os.replace(tmp, pid_file)
+                try:
+                    tmp.write_text(json.dumps({"pid": proc.pid, "create_time": ps.create_time()}))
+                    os.replace(tmp, pid_file)
+                except OSError:  # a full disk: the process must not outlive the error as an orphan
+                    kill_tree(proc.pid)
+                    proc.wait()
+                    reader.join(timeout=5)
+                    tmp.unlink(missing_ok=True)
+                    raise
             timed_out = False
+            stretch = 1.0
             too_big = ""
             while proc.poll() is None:
                 rss = _tree_rss(ps)
@@ -168,10 +181,13 @@ class Runner:
                 if too_big:
                     kill_tree(proc.pid)
                     break
-                if time.monotonic() - started > deadline_seconds:
-                    timed_out = True
-                    kill_tree(proc.pid)
-                    break
+                elapsed = time.monotonic() - started
+                if elapsed > deadline_seconds:
+                    stretch = max(1.0, deadline_stretch()) if deadline_stretch is not None else 1.0
+                    if elapsed > deadline_seconds * stretch:
+                        timed_out = True
+                        kill_tree(proc.pid)
+                        break
                 if self._interrupted.is_set() or self._early:
                     kill_tree(proc.pid)
                     break
@@ -179,6 +195,7 @@ class Runner:
             proc.wait()
             kill_tree(proc.pid)  # leftovers in the group (a script that forked) go too
             reader.join(timeout=5)
+            log.close()
             if pid_file is not None:
                 pid_file.unlink(missing_ok=True)
         wall = time.monotonic() - started
@@ -195,7 +212,9 @@ class Runner:
             result.reason = (f"killed by SIGKILL from outside the engine, most likely the kernel's out-of-memory killer "
                              f"(the training had reached {peak / 2**30:.1f} GB)")
         elif timed_out:
-            result.status, result.reason = "timeout", f"killed after {deadline_seconds:.0f}s (budget + start-up + evaluation allowance)"
+            stretched = f", stretched {stretch:.1f}x for the other processes' load" if stretch > 1.05 else ""
+            result.status, result.reason = "timeout", (f"killed after {wall:.0f}s (budget + start-up + evaluation "
+                                                       f"allowance{stretched})")
         else:
             result.status, result.reason = classify(proc.returncode, result.tail)
         return result
@@ -222,16 +241,53 @@ class Runner:
             kill_tree(proc.pid)
 
     @staticmethod
-    def _pump(proc: subprocess.Popen[bytes], log: Any, on_line: Callable[[str], None] | None) -> None:
+    def _pump(proc: subprocess.Popen[bytes], log: _LogSink, on_line: Callable[[str], None] | None) -> None:
         assert proc.stdout is not None
         for raw in iter(proc.stdout.readline, b""):
             log.write(raw)
-            log.flush()
             if on_line is not None:
                 try:
                     on_line(raw.decode("utf-8", "replace").rstrip("\n"))
                 except Exception:
                     pass
+
+
+class _LogSink:
+    """A process's output into its log file: the first ``limit`` bytes, then only the last lines (in memory, written
+    at the end under a note of how many were left out): a script that prints without end must not fill the disk.
+    A write that fails (a full disk) leaves a gap and never stops the draining of the pipe, which would hang the
+    process; a training that fails for the full disk is the machine's fault (engine.diskspace)."""
+
+    _LAST_LINES = 200
+
+    def __init__(self, f: Any, limit: int) -> None:
+        self._f = f
+        self._limit = limit
+        self._written = 0
+        self._left_out = 0
+        self._last: deque[bytes] = deque(maxlen=self._LAST_LINES)
+
+    def write(self, raw: bytes) -> None:
+        if self._last or self._written + len(raw) > self._limit:
+            if len(self._last) == self._LAST_LINES:
+                self._left_out += 1
+            self._last.append(raw[:4096])
+            return
+        try:
+            self._f.write(raw)
+            self._written += len(raw)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if not self._last:
+            return
+        note = (f"[harness: the output passed {self._limit / 2**20:.0f} MB: {self._left_out:,} lines are not kept "
+                f"here; the last {len(self._last)} follow]\n").encode()
+        try:
+            self._f.write(note + b"".join(self._last))
+        except OSError:
+            pass
 
 
 def classify(returncode: int | None, tail: str) -> tuple[str, str]:

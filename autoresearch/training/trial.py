@@ -51,6 +51,9 @@ class TrialSpec:
     # the early-stop judge: given the loss curve so far (after each new point, on the data server's thread), the
     # reason to end the training now as hopeless, or '' to let it go on (engine.earlystop)
     judge: Callable[[list[tuple[float, float]]], str] | None = None
+    # how much longer than deadline_seconds the training may take on the machine as loaded now (the engine's
+    # ContentionMonitor.stretch): a slow start on a busy machine is not the change's timeout
+    deadline_stretch: Callable[[], float] | None = None
 
 
 def _policies(spec: TrialSpec, weights: Path, harness_json: Path, tmp: Path) -> tuple[Policy, dict[str, Policy]]:
@@ -165,7 +168,7 @@ def run_trial(spec: TrialSpec, runner: Runner, *, on_line: Callable[[str], None]
         result = runner.run([*launcher, str(work / "train-policy.json"), "--", sys.executable, SCRIPT],
                             cwd=spec.script_dir, env=train_env, log_path=spec.log_path,
                             deadline_seconds=spec.deadline_seconds, on_line=on_line, pid_file=pid_file,
-                            pass_fds=(theirs.fileno(),))
+                            pass_fds=(theirs.fileno(),), deadline_stretch=spec.deadline_stretch)
     finally:
         theirs.close()
     thread.join(timeout=10)

@@ -30,6 +30,7 @@ from ...engine.diffs import ExperimentDiff, experiment_diff
 from ...engine.launch import LaunchError, launch_detached
 from ...engine.live import ENGINE_LOG
 from ...engine.rundir import RunDir
+from ...engine.stall import stall_words
 from ...engine.view import ExperimentRow, RunState
 from .. import keys
 from ..poller import RunUpdated, poll_run
@@ -206,7 +207,12 @@ class Dashboard(Screen[None]):
     def _banner(self, state: RunState) -> None:
         banner = self.query_one("#banner", Static)
         if state.engine.alive:
-            banner.display = False
+            banner.display = state.stalled_since is not None
+            if banner.display:  # alive but stuck: the engine's watchdog said so (engine.stall)
+                banner.set_class(False, "-stopped")
+                words = stall_words(time.time() - state.stalled_since, state.stall_doing, self.run.tag, state.engine.pid)
+                head, _, rest = words.partition(": ")
+                banner.update(Text.assemble((head, "bold"), f": {rest}"))
             return
         since = state.engine.dead_since
         when = time.strftime("%H:%M", time.localtime(since)) if since else "?"
