@@ -160,3 +160,36 @@ def test_slower_than_before() -> None:
     words = slower_than_before(6000, [10000, 10400, 9800])
     assert words == "trained at 6,000 tok/s, 0.60x of the same script's 3 earlier trainings (10,000 tok/s)"
     assert "earlier training (" in slower_than_before(1000, [10000])
+
+
+PMON = """\
+# gpu         pid   type     sm    mem    enc    dec    jpg    ofa    command
+# Idx           #    C/G      %      %      %      %      %      %    name
+    0       {ours}     C     55     20      -      -      -      -    python
+    0       4321     C     70     31      -      -      -      -    game.exe
+    1          -     -      -      -      -      -      -      -    -
+"""
+
+
+def test_other_processes_on_the_nvidia_gpu_make_a_training_contended(tmp_path: Path, monkeypatch) -> None:
+    """No NVIDIA GPU here: a stand-in nvidia-smi on PATH prints what `nvidia-smi pmon -c 1 -s u` prints on one,
+    with this process (ours) and a game (another process) on GPU 0."""
+    from autoresearch.engine.gpuload import parse_pmon
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\ncat <<'OUT'\n" + PMON.format(ours=os.getpid()) + "OUT\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert [(p.pid, p.sm_percent, p.name) for p in parse_pmon(PMON.format(ours=7))] == [(7, 55.0, "python"),
+                                                                                      (4321, 70.0, "game.exe")]
+    monitor = ContentionMonitor(gpu_interval=0.2).start()
+    time.sleep(1.0)
+    seen = monitor.stop()
+    assert abs(seen.gpu_share - 0.7) < 1e-9  # the game's share, not ours
+    assert seen.busier(0.25)
+    from autoresearch.engine.contention import Contention
+    quiet_cpu = Contention(others_cores=0.0, cores=2, seconds=1.0, gpu_share=seen.gpu_share)
+    assert quiet_cpu.busier(0.25) and quiet_cpu.share == 0  # the CPU figure alone would not have seen it
+    assert "other processes used 70% of the GPU (game.exe (pid 4321, GPU 0) 70%)" in seen.words()

@@ -17,6 +17,8 @@ from typing import Callable
 
 import psutil
 
+from .gpuload import GpuSampler
+
 
 @dataclass(frozen=True)
 class Contention:
@@ -25,16 +27,27 @@ class Contention:
     seconds: float
     busiest: list[tuple[str, float]] = field(default_factory=list)  # ("name (pid N)", cores), busiest first
     slow: str = ""  # the second signal: slower than the same script's earlier trainings (see slower_than_before)
+    gpu_share: float = 0.0  # other processes' share of the busiest NVIDIA GPU's SMs, mean over the samples (gpuload)
+    gpu_busiest: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def share(self) -> float:
-        """Of the whole machine (0..1)."""
+        """Of the whole machine's CPU (0..1)."""
         return self.others_cores / self.cores if self.cores else 0.0
+
+    def busier(self, threshold: float) -> bool:
+        """Whether the others took more than ``threshold`` of the CPU or of the GPU."""
+        return self.share > threshold or self.gpu_share > threshold
 
     def words(self) -> str:
         names = ", ".join(f"{n} {c:.1f}" for n, c in self.busiest[:3])
-        cpu = f"other processes used {self.others_cores:.1f} of {self.cores} cores" + (f" ({names})" if names else "")
-        return f"{self.slow}; {cpu}" if self.slow else cpu
+        parts = [f"other processes used {self.others_cores:.1f} of {self.cores} cores" + (f" ({names})" if names else "")]
+        if self.gpu_share >= 0.05:
+            gpu = ", ".join(f"{n} {100 * s:.0f}%" for n, s in self.gpu_busiest)
+            parts.insert(0, f"other processes used {100 * self.gpu_share:.0f}% of the GPU" + (f" ({gpu})" if gpu else ""))
+        if self.slow:
+            parts.insert(0, self.slow)
+        return "; ".join(parts)
 
 
 SLOW_RATIO = 0.7  # a training this much slower than the same script's earlier ones ran on a machine that was not itself
@@ -113,8 +126,10 @@ class ContentionMonitor:
     figure: a scorer's serving process that is killed and reaped by init still counts as ours (only what a
     process did after its last sample, or one that lived less than an interval, is missed, and shows as others')."""
 
-    def __init__(self, root: int | None = None, interval: float = 0.5) -> None:
+    def __init__(self, root: int | None = None, interval: float = 0.5, gpu_interval: float = 5.0) -> None:
         self.root = root or os.getpid()
+        self.gpu = GpuSampler()  # (nothing where there is no nvidia-smi)
+        self.gpu_interval = gpu_interval
         self.cores = psutil.cpu_count() or 1
         self.interval = interval
         self._seen: dict[tuple[int, float], float] = {}
@@ -148,8 +163,12 @@ class ContentionMonitor:
         return min(most, 1.0 / max(1.0 / most, 1.0 - self.load_so_far()))
 
     def _run(self) -> None:
+        gpu_at = time.monotonic()
         while not self._done.wait(self.interval):
             self._sample()
+            if self.gpu.available and time.monotonic() - gpu_at >= self.gpu_interval:
+                gpu_at = time.monotonic()
+                self.gpu.sample(_tree_pids(self.root))
 
     def start(self) -> "ContentionMonitor":
         self._t0 = time.monotonic()
@@ -177,7 +196,10 @@ class ContentionMonitor:
                   for pid, (name, cpu, client) in now.items()
                   if not client and pid in self._others0 and cpu > self._others0[pid][1]]
         busiest = sorted((d for d in deltas if d[1] >= 0.05), key=lambda d: -d[1])[:5]
-        return Contention(others_cores=others / seconds, cores=self.cores, seconds=seconds, busiest=busiest)
+        if self.gpu.available and not self.gpu.samples:
+            self.gpu.sample(_tree_pids(self.root))  # a training shorter than the GPU interval: one sample at its end
+        return Contention(others_cores=others / seconds, cores=self.cores, seconds=seconds, busiest=busiest,
+                          gpu_share=self.gpu.share(), gpu_busiest=self.gpu.busiest())
 
 
 def wait_for_quiet(threshold: float, *, window: float = 5.0, windows: int = 2, limit: float = 1800.0,

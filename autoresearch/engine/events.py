@@ -138,6 +138,7 @@ class TrainingFinished(IndexedEvent):
     reason: str = ""
     tail: str = ""
     others_cpu: float | None = None  # the share of the machine's CPU other processes took meanwhile (contention.py)
+    others_gpu: float | None = None  # ... of the busiest NVIDIA GPU's SMs, where nvidia-smi can say (gpuload.py)
 
     def validate(self) -> None:
         _index(self)

@@ -765,6 +765,7 @@ class Engine:
             busy = dataclasses.replace(busy, slow=slower_than_before(result.metrics.get("tokens_per_second"),
                                                                      self._earlier_speeds(index)))
         others = round(busy.share, 3)
+        gpu = round(busy.gpu_share, 3) if monitor.gpu.available else None
         self.runner = Runner()  # a Runner stopped by skip/stop-now stays stopped; the next run gets a fresh one
         self._blame_the_disk(index, spec, result, free_before)
         if result.status == "interrupted" or self._skip:
@@ -773,7 +774,7 @@ class Engine:
             self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="interrupted", val_bpb=None,
                                                 metrics=result.metrics, peak_memory_mb=result.peak_memory_mb,
                                                 wall_seconds=result.wall_seconds, log=log_rel, reason=why,
-                                                others_cpu=others))
+                                                others_cpu=others, others_gpu=gpu))
             if purpose != "retest":  # a re-test's experiment was decided already: it keeps its outcome
                 self.ledger.append(ExperimentInterrupted(index=index, reason=why))
             self.ledger.write_results_tsv()
@@ -781,7 +782,7 @@ class Engine:
             return None, None
         # an ok training, or one that ran out of time, while others took the machine: the machine's fault, not the change's
         # (a training stopped early on a busy machine too: the slower steps may be what looked hopeless)
-        unfair = result.status in ("ok", "timeout", "early_stop") and (busy.share > self.options.contention_threshold
+        unfair = result.status in ("ok", "timeout", "early_stop") and (busy.busier(self.options.contention_threshold)
                                                                        or bool(busy.slow))
         contended = unfair and not last
         self.ledger.append(TrainingFinished(index=index, seed=seed, outcome="contended" if contended else result.status,
@@ -790,7 +791,7 @@ class Engine:
                                             wall_seconds=result.wall_seconds, log=log_rel,
                                             reason=busy.words() if contended else result.reason,
                                             tail=result.tail[-2000:] if result.status != "ok" else "",
-                                            others_cpu=others))
+                                            others_cpu=others, others_gpu=gpu))
         if result.status == "ok":
             self._scored.append(result)
             m = result.metrics
