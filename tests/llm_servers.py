@@ -2,7 +2,7 @@
 
 Endpoints: OpenAI ``POST /v1/chat/completions`` (JSON or server-sent events when ``stream`` is true),
 Ollama ``POST /api/chat`` (JSON or NDJSON stream), ``GET /api/tags``, ``POST /api/pull`` (NDJSON progress),
-``POST /api/generate`` (the keep_alive=0 unload), ``POST /api/show`` and llama.cpp's ``GET /props`` (the
+``POST /api/generate`` (the keep_alive=0 unload), ``GET /api/ps`` (what is loaded), ``POST /api/show`` and llama.cpp's ``GET /props`` (the
 context window, when ``FakeLLM.context`` is set), Anthropic ``POST /v1/messages`` (server-sent events).
 
 Each chat request takes the next item of ``FakeLLM.script``:
@@ -34,6 +34,7 @@ class FakeLLM(BaseHTTPRequestHandler):
     models: dict[str, int] = {}  # Ollama's installed models: name -> size
     context: int = 0  # the context window the server says it has (Ollama /api/show, llama.cpp /props); 0: silent
     pull_layers: list[int] = [3_000_000, 40_000]
+    stays_loaded: str = ""  # a model Ollama keeps loaded whatever it is asked (GET /api/ps lists it); '': none
 
     protocol_version = "HTTP/1.1"
 
@@ -65,6 +66,11 @@ class FakeLLM(BaseHTTPRequestHandler):
         if self.path == "/api/tags":
             models = [{"name": n, "model": n, "modified_at": "2026-11-28T00:00:00Z", "size": s, "digest": "sha256:" + "0" * 64,
                        "details": {}} for n, s in type(self).models.items()]
+            self._send(200, json.dumps({"models": models}).encode())
+        elif self.path == "/api/ps":  # the loaded models (after an unload: none, unless one stays)
+            held = type(self).stays_loaded
+            models = [{"name": held, "model": held, "size": 5 * 2**30, "size_vram": 5 * 2**30, "digest": "sha256:" + "0" * 64,
+                       "details": {}, "expires_at": "2026-12-02T23:00:00Z"}] if held else []
             self._send(200, json.dumps({"models": models}).encode())
         elif self.path == "/props" and type(self).context:  # llama.cpp server's settings, n_ctx among them
             self._send(200, json.dumps({"default_generation_settings": {"n_ctx": type(self).context}}).encode())

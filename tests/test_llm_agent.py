@@ -224,8 +224,21 @@ def test_ollama_streams_and_unloads_only_when_memory_is_shared(server: str) -> N
     unload = [s for s in Scripted.seen if s["path"] == "/api/generate"]
     assert len(unload) == 1 and unload[0]["body"]["keep_alive"] == 0
     always = load_agent("ollama:m", host=server, config={"unload_before_training": True})
-    always.release(shared_memory=False)  # type: ignore[attr-defined]
+    assert always.release(shared_memory=False) == ""  # type: ignore[attr-defined]
     assert len([s for s in Scripted.seen if s["path"] == "/api/generate"]) == 2
+
+
+def test_a_model_that_ollama_keeps_loaded_after_the_unload_is_reported(server: str) -> None:
+    Scripted.stays_loaded = "qwen2.5-coder:7b"
+    try:
+        agent = load_agent("ollama:qwen2.5-coder:7b", host=server)
+        agent.provider.unload_settle = 0.5  # type: ignore[attr-defined]  # (not 3 s)
+        held = agent.release(shared_memory=True)  # type: ignore[attr-defined]
+    finally:
+        Scripted.stays_loaded = ""
+    assert held == ("qwen2.5-coder:7b is still loaded in Ollama after the unload (5.0 GB, `ollama ps`): it holds "
+                    "memory the training needs")
+    assert load_agent("ollama:qwen2.5-coder:7b", host=server).release(shared_memory=True) == ""  # type: ignore[attr-defined]
 
 
 def test_ollama_missing_model_says_how_to_pull(server: str) -> None:

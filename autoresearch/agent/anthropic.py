@@ -68,5 +68,5 @@ class AnthropicProvider:
             body["system"] = system
         return retrying(lambda: self._once(body, on_text), attempts=self.attempts, backoff=self.backoff, what=self.name)
 
-    def release(self) -> None:
-        pass
+    def release(self) -> str:
+        return ""

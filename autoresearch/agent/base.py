@@ -68,9 +68,11 @@ class Agent:
         """A fixed proposal after ``feedback`` (integrity violations, a crash's traceback), or None to give up."""
         return None
 
-    def release(self, shared_memory: bool) -> None:
+    def release(self, shared_memory: bool) -> str:
         """Free the model's memory before a training; ``shared_memory``: the LLM and the training share it
-        (Apple unified memory, one GPU). Default: nothing is held."""
+        (Apple unified memory, one GPU). '' when nothing is held any more, else why the model still holds memory.
+        Default: nothing is held."""
+        return ""
 
     def works_alongside_training(self, shared_memory: bool) -> bool:
         """Whether asking for the next proposal while a training runs takes nothing from the training (a model on

@@ -246,10 +246,12 @@ class LLMAgent(Agent):
     def set_reply_listener(self, listener: OnText | None) -> None:
         self.on_text = listener
 
-    def release(self, shared_memory: bool = True) -> None:
-        """Unload the model before training where the LLM and the training share memory (or as configured)."""
+    def release(self, shared_memory: bool = True) -> str:
+        """Unload the model before training where the LLM and the training share memory (or as configured): '' when
+        it is unloaded or need not be, else why it is still held."""
         if self.unload is True or (self.unload == "auto" and shared_memory):
-            self.provider.release()
+            return self.provider.release() or ""
+        return ""
 
     def works_alongside_training(self, shared_memory: bool) -> bool:
         """A model served from another machine (a hosted API, a server on the LAN): its replies cost this machine

@@ -8,6 +8,7 @@ can unload the model (``keep_alive=0``) before a training that needs the same me
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable, Iterator
 
 import httpx
@@ -136,8 +137,25 @@ class OllamaProvider:
         return retrying(lambda: self._once(messages, schema, on_text), attempts=self.attempts, backoff=self.backoff,
                         what=self.name)
 
-    def release(self) -> None:
+    unload_settle = 3.0  # seconds Ollama is given to let a model go after keep_alive=0
+
+    def release(self) -> str:
+        """Unload the model (keep_alive=0), then make sure Ollama let it go (``ollama ps``, for up to
+        ``unload_settle`` seconds): '' when it did, else why it still holds memory the training needs."""
         try:
             self._client.generate(model=self.model, prompt="", keep_alive=0)
-        except Exception:
-            pass  # best effort: the model may already be unloaded or the server gone
+        except Exception as e:  # the server gone, the model never loaded: nothing is known to be held
+            return f"Ollama did not take the unload of {self.model} ({type(e).__name__}: {str(e)[:200]})"
+        end = time.monotonic() + self.unload_settle
+        while True:
+            try:
+                loaded = [m for m in self._client.ps().models if self.model in (m.model, m.name)]
+            except Exception:
+                return ""  # (an old server without /api/ps: the unload was taken, trust it)
+            if not loaded:
+                return ""
+            if time.monotonic() >= end:
+                vram = loaded[0].size_vram or loaded[0].size or 0
+                return (f"{self.model} is still loaded in Ollama after the unload ({vram / 2**30:.1f} GB, `ollama ps`): "
+                        "it holds memory the training needs")
+            time.sleep(0.2)

@@ -31,8 +31,9 @@ class Provider(Protocol):
     def chat(self, messages: list[Message], *, schema: dict[str, Any] | None = None,
              on_text: OnText | None = None) -> str: ...
 
-    def release(self) -> None:
-        """Free the model's memory before training (unified memory, one GPU)."""
+    def release(self) -> str:
+        """Free the model's memory before training (unified memory, one GPU): '' when it is free (or nothing was
+        held), else why the model still holds memory."""
         ...
 
 
@@ -277,5 +278,5 @@ class OpenAIProvider:
                     raise
                 self._format_mode += 1  # this server does not take that kind of structured output: the next
 
-    def release(self) -> None:
-        pass
+    def release(self) -> str:
+        return ""

@@ -611,7 +611,10 @@ class Engine:
         """The LLM must not hold memory the training needs (Apple unified memory, one GPU; configurable)."""
         hw = self.config.get("hardware") or {}
         if self.agent is not None:
-            self.agent.release(shared_memory=bool(hw.get("cuda") or hw.get("apple_chip")))
+            held = self.agent.release(shared_memory=bool(hw.get("cuda") or hw.get("apple_chip")))
+            if held:
+                self.log(f"warning: the LLM was not unloaded before the training: {held}. The training may run short "
+                         "of memory; a model that is still generating counts as another process (contention)")
 
     def _start_reply_clock(self) -> None:
         """Before asking the agent: its streamed reply feeds the heartbeat, timed from now."""
