@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from autoresearch.agent.base import Agent, AgentContext, AgentUnavailable, Proposal
-from autoresearch.agent.llm import LLMAgent, _on_this_machine
+from autoresearch.agent.llm import LLMAgent
+from autoresearch.netaddr import on_this_machine
 from autoresearch.agent.ollama import OllamaProvider
 from autoresearch.agent.providers import OpenAIProvider
 from autoresearch.engine.prefetch import Prepared
@@ -79,9 +80,9 @@ def test_a_stop_does_not_wait_for_the_agent() -> None:
 
 def test_only_a_model_on_another_machine_works_alongside_the_training() -> None:
     for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434", "http://[::1]:8000/v1", "127.0.0.2:11434"):
-        assert _on_this_machine(url), url
+        assert on_this_machine(url), url
     for url in ("https://api.openai.com/v1", "http://10.0.0.5:8000/v1", "https://api.anthropic.com"):
-        assert not _on_this_machine(url), url
+        assert not on_this_machine(url), url
     local = LLMAgent(OpenAIProvider("m", "http://127.0.0.1:8080/v1"))
     hosted = LLMAgent(OpenAIProvider("m", "https://llm.example.org/v1", api_key="k"))
     ollama = LLMAgent(OllamaProvider("qwen2.5-coder:7b", "http://127.0.0.1:11434"))

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import urlsplit
 
 from ..backends.knobs import read_knobs
+from ..netaddr import on_this_machine
 from ..resources import prompt_names, prompts_dir
 from .base import Agent, AgentContext, AgentError, AgentUnavailable, ContextTooSmall, Proposal
 from .edits import EditError, apply_blocks, apply_knobs, knobs_schema, whole_file
@@ -257,7 +255,7 @@ class LLMAgent(Agent):
         """A model served from another machine (a hosted API, a server on the LAN): its replies cost this machine
         nothing. One on this machine (Ollama, llama.cpp on localhost) competes with the training."""
         url = getattr(self.provider, "base_url", None) or getattr(self.provider, "host", None) or ""
-        return bool(url) and not _on_this_machine(url)
+        return bool(url) and not on_this_machine(url)
 
     # -- fitting the prompt to the model's context window ------------------------------------------------
     def window(self) -> tuple[int | None, str]:
@@ -330,14 +328,3 @@ class LLMAgent(Agent):
             return self._converse(broken, self._fitted(broken, fmt, repair), fmt)
         except (EditError, _NoFit):
             return None
-
-
-def _on_this_machine(url: str) -> bool:
-    """Whether ``url``'s host is this machine (localhost, a loopback address, this host's name)."""
-    host = (urlsplit(url if "://" in url else "http://" + url).hostname or "").lower()
-    if host in ("", "localhost", "localhost.localdomain", "0.0.0.0", socket.gethostname().lower()):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host.endswith(".localhost")

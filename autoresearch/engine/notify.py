@@ -28,7 +28,6 @@ Three parts, each usable alone:
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import queue
 import shutil
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..config import ConfigError
+from ..netaddr import on_this_machine
 from .stall import doing_words
 
 EVENTS = ("new_best", "crash_streak", "stall", "stopped", "disk_floor")
@@ -256,16 +256,6 @@ class _Retry(Exception):
     pass
 
 
-def _is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _reason(err: BaseException) -> str:
     """A short, URL-free description of why a request failed."""
     if isinstance(err, urllib.error.HTTPError):
@@ -392,7 +382,7 @@ class Notifier:
         where = redact_url(url)
         data, headers = build_payload(fmt, kind, title, body, priority=priority)
         headers = {"User-Agent": "autoresearch-notify", **headers}
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(url) else []  # never via a proxy to localhost
+        handlers = [urllib.request.ProxyHandler({})] if on_this_machine(url) else []  # never via a proxy to localhost
         opener = urllib.request.build_opener(*handlers)
         for attempt in (1, 2):
             try:
