@@ -428,11 +428,7 @@ class Engine:
                         purpose = "repair"
                         continue
                     self._skip = False  # a skip during the repair ends the experiment as it stands: the failure
-                spent = time.perf_counter() - t_start
-                self._decide_failed(index, r, {"agent_seconds": round(agent_seconds, 3),
-                                               "train_seconds": round(self._train_seconds, 3),
-                                               "engine_seconds": round(spent - agent_seconds - self._train_seconds, 3),
-                                               **({"agent_ahead_seconds": round(ahead, 3)} if ahead else {})})
+                self._decide_failed(index, r, self._timing(t_start, agent_seconds, ahead))
                 self.run_dir.reset_to(best.commit)
                 if r.status == "early_stop":
                     self.log(f"[exp {index}] DISCARD {r.reason}")
@@ -457,17 +453,24 @@ class Engine:
             if doubt:
                 status, reason = "discard", f"suspicious, not kept: {doubt}"
                 self.log(f"[exp {index}] {reason}")
-        total = time.perf_counter() - t_start
         self.ledger.append(Decision(
             index=index, status=status, val_bpb=mean, delta=delta, reason=reason,
             test_bpb=test if status == "keep" or reason.startswith("suspicious") else None,
-            timing={"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
-                    "engine_seconds": round(total - agent_seconds - self._train_seconds, 3),
-                    **({"agent_ahead_seconds": round(ahead, 3)} if ahead else {})}))  # recorded before acted on: a kill after this resumes to the right commit
+            timing=self._timing(t_start, agent_seconds, ahead)))  # recorded before acted on: a kill after this resumes to the right commit
         if status != "keep":
             self.run_dir.reset_to(best.commit)
         self.ledger.write_results_tsv()
         self.log(f"[exp {index}] {status.upper()} val_bpb {mean:.6f} ({delta:+.6f}): {reason}")
+
+    def _timing(self, t_start: float, agent_seconds: float, ahead: float) -> dict[str, float]:
+        """Where the experiment's time went (the decision's timing): the agent, the trainings, the engine's rest,
+        and the agent's work during the last training (ahead) when there was some."""
+        total = time.perf_counter() - t_start
+        timing = {"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
+                  "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}
+        if ahead:
+            timing["agent_ahead_seconds"] = round(ahead, 3)
+        return timing
 
     def _next_proposal(self, ctx: AgentContext, best_commit: str) -> tuple[Proposal | None, float]:
         """(the proposal, seconds the agent worked on it while the last experiment trained): the one prepared
