@@ -148,9 +148,10 @@ def test_reverted_change_and_html(night: RunDir, tmp_path: Path) -> None:
     png_size(files.plot)
 
 
-def test_time_split_from_recorded_timing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("waited", [0.0, 60.0])
+def test_time_split_from_recorded_timing(tmp_path: Path, waited: float) -> None:
     """A small run whose events carry the figures a current engine records: harness training and scoring seconds,
-    each decision's agent / train / engine seconds."""
+    each decision's agent / train / engine seconds, and (``waited``) a wait for a quiet machine inside it."""
     run = RunDir.create(tmp_path / "timed", "print('train')\n", {"backend": "torch", "policy": "greedy",
                         "profile": {"name": "cpu", "time_budget": 300, "device": "cpu"}}, {})
     start = datetime(2026, 3, 8, 22, 0, tzinfo=timezone.utc)
@@ -171,7 +172,8 @@ def test_time_split_from_recorded_timing(tmp_path: Path) -> None:
         TrainingStarted(index=1, log="logs/0001.log", ts=at(406)),
         TrainingFinished(index=1, outcome="ok", val_bpb=1.6, metrics=metrics, wall_seconds=340.0, ts=at(746)),
         Decision(index=1, status="discard", val_bpb=1.6, delta=0.1, reason="worse",
-                 timing={"agent_seconds": 60.0, "train_seconds": 340.0, "engine_seconds": 5.0}, ts=at(750)),
+                 timing={"agent_seconds": 60.0, "train_seconds": 340.0, "engine_seconds": 5.0,
+                         **({"waited_seconds": waited} if waited else {})}, ts=at(750)),
         Stopped(reason="stopped by the user", ts=at(900)),
     ])
     md = format_markdown(build_report(run))
@@ -181,7 +183,12 @@ def test_time_split_from_recorded_timing(tmp_path: Path) -> None:
     assert "| evaluation | 0.7 | 4.4 % |" in md
     assert "| agent (proposing, repairing) | 1.0 | 6.7 % |" in md
     assert "| overhead (start-up, compiling, crashed runs, the engine) | 0.8 | 5.0 % |" in md
-    assert "| other (idle, paused, waiting for the model, not recorded) | 2.6 | 17.2 % |" in md
+    if waited:  # the machine's time, told apart from the engine's overhead and from the idle rest
+        assert "| waiting for a quiet machine or disk space | 1.0 | 6.7 % |" in md
+        assert "| other (idle, paused, waiting for the model, not recorded) | 1.6 | 10.6 % |" in md
+    else:
+        assert "waiting for a quiet machine" not in md
+        assert "| other (idle, paused, waiting for the model, not recorded) | 2.6 | 17.2 % |" in md
     assert "**15.0**" in md and "- Note:" not in md
     assert "- **Pace:** 8.0 experiments per hour (2 in 15 min of engine time)" in md
     assert "2026-03-08 22:00 – 22:15 UTC (15 min)" in md

@@ -110,6 +110,7 @@ class Engine:
         self._interrupt_signal: int | None = None  # the signal that wakes the main thread (install_signal_handlers)
         self._agent_failures = 0  # unusable proposals in a row
         self._train_seconds = 0.0  # training wall time of the current experiment (for the overhead figure)
+        self._waited_seconds = 0.0  # ... and its waits for a quiet machine or disk space (not the engine's overhead)
         self._scored: list[RunResult] = []  # the current experiment's ok trainings (weights kept for the test split)
         self._reply_chars, self._reply_logged, self._reply_started = 0, 0.0, 0.0  # the agent's reply (heartbeat)
 
@@ -379,7 +380,7 @@ class Engine:
     # -- one agent experiment -----------------------------------------------------------------------------
     def _experiment(self) -> None:
         t_start = time.perf_counter()
-        self._train_seconds = 0.0
+        self._train_seconds = self._waited_seconds = 0.0
         index = self.ledger.next_index()
         best = self.ledger.best()
         assert best is not None
@@ -466,8 +467,11 @@ class Engine:
         """Where the experiment's time went (the decision's timing): the agent, the trainings, the engine's rest,
         and the agent's work during the last training (ahead) when there was some."""
         total = time.perf_counter() - t_start
+        rest = total - agent_seconds - self._train_seconds - self._waited_seconds
         timing = {"agent_seconds": round(agent_seconds, 3), "train_seconds": round(self._train_seconds, 3),
-                  "engine_seconds": round(total - agent_seconds - self._train_seconds, 3)}
+                  "engine_seconds": round(rest, 3)}
+        if self._waited_seconds:
+            timing["waited_seconds"] = round(self._waited_seconds, 3)
         if ahead:
             timing["agent_ahead_seconds"] = round(ahead, 3)
         return timing
@@ -714,8 +718,10 @@ class Engine:
         """Wait (bounded) for the other processes to leave the machine; False when a stop came meanwhile."""
         self._phase("waiting_for_quiet", index, detail="other processes are using the machine")
         limit = self.options.quiet_wait_seconds
+        t0 = time.perf_counter()
         seen = wait_for_quiet(self.options.contention_threshold / 2, limit=limit, window=self.options.quiet_window_seconds,
                               keep_waiting=lambda: (self._poll_control(), not self._stop)[1])
+        self._waited_seconds += time.perf_counter() - t0
         if self._stop:
             return False
         if seen is None:  # not again tonight: a machine that is never quiet must not cost the night in waiting
@@ -1114,9 +1120,13 @@ class Engine:
         with contextlib.suppress(OSError):  # (a disk with no room left for the ledger's line: still waited for)
             self.ledger.append(Paused(reason=f"disk: {gb(max(free, 0))} free, below {self.options.disk_floor_gb} GB"))
             self._phase("waiting_for_disk", index, detail=f"{gb(max(free, 0))} free")
-        while free_bytes(self.run_dir.path) < floor:
-            if not self._sleep(self.options.disk_poll_seconds):
-                return False
+        t0 = time.perf_counter()
+        try:
+            while free_bytes(self.run_dir.path) < floor:
+                if not self._sleep(self.options.disk_poll_seconds):
+                    return False
+        finally:
+            self._waited_seconds += time.perf_counter() - t0
         self.ledger.append(Resumed())
         self.log("disk space is back: resuming")
         return True

@@ -335,7 +335,7 @@ def _time_split(exps: list[Experiment], events: list[dict[str, Any]], sessions: 
             if isinstance(t.wall_seconds, (int, float)):
                 wall += t.wall_seconds
                 n_wall += 1
-    agent = engine = 0.0
+    agent = engine = waited = 0.0
     n_timed = 0
     n_decided = 0
     agent_made = {e.index for e in exps if e.kind == "agent"}  # the baseline and reverts have no agent step
@@ -346,14 +346,17 @@ def _time_split(exps: list[Experiment], events: list[dict[str, Any]], sessions: 
         n_decided += raw.get("index") in agent_made or isinstance(timing, dict)
         if isinstance(timing, dict):
             n_timed += 1
-            a, g = timing.get("agent_seconds"), timing.get("engine_seconds")
+            a, g, w = timing.get("agent_seconds"), timing.get("engine_seconds"), timing.get("waited_seconds")
             agent += a if isinstance(a, (int, float)) else 0.0
+            waited += w if isinstance(w, (int, float)) and w > 0 else 0.0
             engine += g if isinstance(g, (int, float)) and g > 0 else 0.0
     startup = max(0.0, wall - train - evaluation)
     parts = [TimePart("training (the harness's clock)", train, n_train > 0),
              TimePart("evaluation", evaluation, n_eval > 0),
              TimePart("agent (proposing, repairing)", agent, n_timed > 0),
              TimePart("overhead (start-up, compiling, crashed runs, the engine)", startup + engine, n_wall > 0 or n_timed > 0)]
+    if waited > 0:  # a busy machine or a full disk, waited out inside experiments: the machine's time, not the engine's
+        parts.append(TimePart("waiting for a quiet machine or disk space", waited))
     accounted = sum(p.seconds for p in parts)
     notes = []
     if accounted > total * 1.02 and total > 0:  # (a few seconds of overlap between the clocks is not worth a note)
