@@ -79,7 +79,7 @@ def training_disk_fault(status: str, text: str, *, free_before: int, free_now: i
     low = 0 <= free_now < floor
     if not said and not low:
         return None
-    how = "the disk filled up during the training" if said else f"the disk is below the floor ({gb(free_now)} free)"
+    how = "the disk filled up during the training" if said else "the training failed with the disk below the floor"
     if free_before > 0 and wrote >= _CHANGE_SHARE * free_before:
         return DiskFault(False, f"{how}: the training itself wrote {gb(wrote)} (of {gb(free_before)} free at its "
                                 "start); write less (fewer or smaller checkpoints)")
