@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, AsyncIterator
 
 import pytest
 
@@ -47,6 +49,15 @@ def dashboard(app) -> Dashboard:  # type: ignore[no-untyped-def]
 
 def sent(run: RunDir) -> list[str]:
     return [m["command"] for m in control.pending(run.state)]
+
+
+@asynccontextmanager
+async def attached(app, run: RunDir, size: tuple[int, int]) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+    """The app on a run whose lock the test holds, as if an engine ran it: the pilot once the dashboard sees it alive."""
+    with HeldLock(run):
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: dashboard(app).state and dashboard(app).state.engine.alive, what="alive")
+            yield pilot
 
 
 def test_a_run_that_stopped_by_itself_is_not_shown_as_a_dead_engine(tmp_path: Path) -> None:
@@ -132,30 +143,28 @@ def test_steering_keys_send_commands_and_report_when_taken(runs: Path) -> None:
 
     async def main() -> None:
         app = make_app(runs, run.path)
-        with HeldLock(run):
-            async with app.run_test(size=(200, 50)) as pilot:
-                await until(pilot, lambda: dashboard(app).state and dashboard(app).state.engine.alive, what="alive")
-                await pilot.press("p")
-                assert sent(run) == ["pause"]
-                msg = control.pending(run.state)[0]
-                # the engine takes it
-                control.take(run.state)
-                Ledger(run.path).append_many([ControlTaken(command="pause", id=msg["id"], outcome="done"),
-                                              Paused(reason="paused by the user")])
-                await until(pilot, lambda: dashboard(app).state.paused, what="paused")
-                titles = [t for t, _, _ in dashboard(app).commands_now()]
-                assert "Resume the run" in titles and "Pause after this experiment" not in titles
-                assert any("pause: taken" in str(n.message) for n in app._notifications), list(app._notifications)
-                await pilot.press("p")  # now it resumes
-                await pilot.press("x")
-                assert sent(run) == ["resume", "stop"]
-                await pilot.press("X")  # stop now asks first
-                assert isinstance(app.screen, type(app.screen)) and app.screen.__class__.__name__ == "ConfirmDialog"
-                await pilot.press("escape")
-                assert sent(run) == ["resume", "stop"]
-                await pilot.press("S")  # skip asks too; there is a training (exp 40) in the ledger
-                await pilot.press("y")
-                assert sent(run) == ["resume", "stop", "skip"]
+        async with attached(app, run, size=(200, 50)) as pilot:
+            await pilot.press("p")
+            assert sent(run) == ["pause"]
+            msg = control.pending(run.state)[0]
+            # the engine takes it
+            control.take(run.state)
+            Ledger(run.path).append_many([ControlTaken(command="pause", id=msg["id"], outcome="done"),
+                                          Paused(reason="paused by the user")])
+            await until(pilot, lambda: dashboard(app).state.paused, what="paused")
+            titles = [t for t, _, _ in dashboard(app).commands_now()]
+            assert "Resume the run" in titles and "Pause after this experiment" not in titles
+            assert any("pause: taken" in str(n.message) for n in app._notifications), list(app._notifications)
+            await pilot.press("p")  # now it resumes
+            await pilot.press("x")
+            assert sent(run) == ["resume", "stop"]
+            await pilot.press("X")  # stop now asks first
+            assert isinstance(app.screen, type(app.screen)) and app.screen.__class__.__name__ == "ConfirmDialog"
+            await pilot.press("escape")
+            assert sent(run) == ["resume", "stop"]
+            await pilot.press("S")  # skip asks too; there is a training (exp 40) in the ledger
+            await pilot.press("y")
+            assert sent(run) == ["resume", "stop", "skip"]
     run_async(main())
 
 
@@ -164,18 +173,16 @@ def test_a_stall_the_engine_recorded_is_a_banner_until_progress(runs: Path) -> N
 
     async def main() -> None:
         app = make_app(runs, run.path)
-        with HeldLock(run):
-            async with app.run_test(size=(200, 50)) as pilot:
-                await until(pilot, lambda: dashboard(app).state and dashboard(app).state.engine.alive, what="alive")
-                assert "no progress for" not in screen_text(app)
-                Ledger(run.path).append(Stalled(seconds=2820, limit_seconds=1800, phase="training", index=40,
-                                                detail="experiment"))
-                await until(pilot, lambda: "no progress for" in screen_text(app), what="the stall banner")
-                text = screen_text(app)
-                assert "no progress for 47 min: the engine is training exp 40" in text, text
-                assert "autoresearch stop mar8 --now" in text
-                Ledger(run.path).append(TrainingFinished(index=40, outcome="ok", val_bpb=1.0))
-                await until(pilot, lambda: "no progress for" not in screen_text(app), what="the banner gone")
+        async with attached(app, run, size=(200, 50)) as pilot:
+            assert "no progress for" not in screen_text(app)
+            Ledger(run.path).append(Stalled(seconds=2820, limit_seconds=1800, phase="training", index=40,
+                                            detail="experiment"))
+            await until(pilot, lambda: "no progress for" in screen_text(app), what="the stall banner")
+            text = screen_text(app)
+            assert "no progress for 47 min: the engine is training exp 40" in text, text
+            assert "autoresearch stop mar8 --now" in text
+            Ledger(run.path).append(TrainingFinished(index=40, outcome="ok", val_bpb=1.0))
+            await until(pilot, lambda: "no progress for" not in screen_text(app), what="the banner gone")
     run_async(main())
 
 
@@ -184,13 +191,11 @@ def test_quit_leaves_the_run_going_or_stops_it(runs: Path) -> None:
 
     async def main(choice: str) -> None:
         app = make_app(runs, run.path)
-        with HeldLock(run):
-            async with app.run_test(size=(120, 40)) as pilot:
-                await until(pilot, lambda: dashboard(app).state and dashboard(app).state.engine.alive, what="alive")
-                await pilot.press("q")
-                assert isinstance(app.screen, QuitDialog)
-                await pilot.press(choice)
-                await pilot.pause(0.2)
+        async with attached(app, run, size=(120, 40)) as pilot:
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitDialog)
+            await pilot.press(choice)
+            await pilot.pause(0.2)
         assert app.return_code == 0
 
     run_async(main("l"))
@@ -230,16 +235,14 @@ def test_user_keymap_remaps_and_reports_problems(runs: Path) -> None:
 
     async def main() -> None:
         app = make_app(runs, run.path, keymap=keymap)
-        with HeldLock(run):
-            async with app.run_test(size=(120, 40)) as pilot:
-                await until(pilot, lambda: dashboard(app).state and dashboard(app).state.engine.alive, what="alive")
-                problems = " | ".join(app.keymap_problems)
-                assert "'dashboard.nonsense' is not a binding id" in problems
-                assert "'e' is bound to both" in problems
-                await pilot.press("ctrl+t")
-                assert sent(run) == ["pause"]
-                await pilot.press("p")  # no longer bound
-                assert sent(run) == ["pause"]
+        async with attached(app, run, size=(120, 40)) as pilot:
+            problems = " | ".join(app.keymap_problems)
+            assert "'dashboard.nonsense' is not a binding id" in problems
+            assert "'e' is bound to both" in problems
+            await pilot.press("ctrl+t")
+            assert sent(run) == ["pause"]
+            await pilot.press("p")  # no longer bound
+            assert sent(run) == ["pause"]
     run_async(main())
 
 

@@ -30,6 +30,9 @@ DECISION_STATUSES = ("keep", "discard", "crash", "oom", "nan", "timeout", "inval
 FAILURE_STATUSES = ("crash", "oom", "nan", "timeout", "invalid", "interrupted")
 KINDS = ("baseline", "agent", "revert")  # revert: the user took a kept change back (engine.review)
 TRAINING_PURPOSES = ("baseline", "experiment", "confirm", "repair", "retest")
+# each purpose as a person reads it beside a training ('' for a plain experiment): the app's status line, a stall
+PURPOSE_WORDS = {"baseline": "baseline", "experiment": "", "confirm": "confirming with another seed",
+                 "repair": "the agent's fix", "retest": "re-test, more seeds"}
 VERDICTS = ("accept", "reject", "unreviewed")  # the user's review of a kept change
 # what the engine is doing; "training" and "evaluating" carry the experiment's index
 PHASES = ("starting", "proposing", "repairing", "waiting_for_agent", "training", "evaluating", "paused",

@@ -259,13 +259,18 @@ class Engine:
             finally:
                 self._forget_trainings(index)
 
+    @property
+    def _floor_bytes(self) -> int:
+        """The disk floor (options.disk_floor_gb) in bytes: below it the run pauses, and a failure is the disk's."""
+        return int(self.options.disk_floor_gb * 2**30)
+
     def _disk_error(self, error: BaseException) -> bool:
         """A full disk's error: said so (ENOSPC, a traceback's words), or a git error ("couldn't write ...lock")
         while the run's disk is below its floor."""
         if is_disk_full(error):
             return True
         free = free_bytes(self.run_dir.path)
-        return 0 <= free < self.options.disk_floor_gb * 2**30
+        return 0 <= free < self._floor_bytes
 
     def _recover_from_full_disk(self, error: BaseException) -> bool:
         """The disk filled up while the engine wrote (the ledger, git, a trial's files) outside a training: wait for
@@ -828,7 +833,7 @@ class Engine:
         for space before it is recorded), its reason says so when the training itself filled it (a crash to repair)."""
         log_size = spec.log_path.stat().st_size if spec.log_path.exists() else 0
         fault = training_disk_fault(result.status, f"{result.reason}\n{result.tail}", free_before=free_before,
-                                    free_now=free_bytes(self.run_dir.path), floor=int(self.options.disk_floor_gb * 2**30),
+                                    free_now=free_bytes(self.run_dir.path), floor=self._floor_bytes,
                                     wrote=tree_bytes(spec.work_dir) + log_size)
         if fault is None:
             return
@@ -1113,7 +1118,7 @@ class Engine:
     def _wait_for_space(self, index: int | None = None) -> bool:
         """Pause until the run's disk has the floor free again (recorded as a pause where the ledger can still be
         written); False when a stop came first."""
-        floor = int(self.options.disk_floor_gb * 2**30)
+        floor = self._floor_bytes
         free = free_bytes(self.run_dir.path)
         if free >= floor:
             return True

@@ -14,11 +14,9 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from .events import Stalled
+from .events import PURPOSE_WORDS, Stalled
 
 IDLE_PHASES = ("paused", "waiting_for_disk", "stopped")  # no stall is counted while the engine is in one
-_PURPOSES = {"experiment": "", "baseline": "the baseline", "confirm": "confirming with another seed",
-             "repair": "the agent's fix", "retest": "a re-test"}  # a training's purpose, as the stall line says it
 _PROGRESS = ("run_started", "training_finished", "remeasured", "experiment_interrupted", "decision", "resumed")
 
 
@@ -91,11 +89,9 @@ class StallWatch:
             elif kind == "training_started":
                 index = event.get("index")
                 purpose = str(event.get("purpose") or "")
-                self._phase = ("training", index if isinstance(index, int) else None, _PURPOSES.get(purpose, purpose))
+                self._phase = ("training", index if isinstance(index, int) else None, PURPOSE_WORDS.get(purpose, purpose))
             elif kind == "stopped":
                 self._phase = ("stopped", None, "")
-
-    __call__ = observe
 
     def output(self, now: float | None = None) -> None:
         """A line of training output: the training is alive."""

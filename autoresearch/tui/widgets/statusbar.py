@@ -7,6 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
+from ...engine.events import PURPOSE_WORDS
 from ...engine.sysload import Load
 from ...engine.view import RunState, format_age
 
@@ -24,8 +25,6 @@ PHASE_WORDS = {
     "reverting": "reverting a kept change",
     "retesting": "re-testing",
 }
-PURPOSE_WORDS = {"baseline": "baseline", "experiment": "", "confirm": "confirming with another seed",
-                 "repair": "the agent's fix", "retest": "re-test, more seeds"}
 
 
 def _clock(seconds: float | None) -> str:
